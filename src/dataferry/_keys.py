@@ -1,0 +1,63 @@
+"""Key validation and storage-key layout.
+
+Storage key = ``{namespace}:k:{key}`` or ``{namespace}:t:{tenant}:{key}``. Namespace and tenant
+ids are restricted to ``[A-Za-z0-9_.-]{1,64}`` (no ``:``), so no (tenant, key) pair can produce
+the storage key of another pair.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dataferry._errors import InvalidKeyError, InvalidTenantError
+
+MAX_KEY_BYTES = 1024
+_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a valid cache key, else raise :class:`InvalidKeyError`."""
+    if type(key) is not str:
+        if isinstance(key, str):  # a str subclass is fine, store the plain str
+            key = str.__str__(key)
+        else:
+            raise InvalidKeyError(f"cache keys must be str, not {type(key).__name__}")
+    assert isinstance(key, str)
+    # A str of <= 256 code points is at most 1024 UTF-8 bytes: skip the encode on the hot path.
+    n = len(key)
+    if n == 0:
+        raise InvalidKeyError("cache keys must not be empty")
+    if n > MAX_KEY_BYTES // 4:
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidKeyError("cache keys must be valid Unicode (no lone surrogates)") from None
+        if size > MAX_KEY_BYTES:
+            raise InvalidKeyError(f"cache keys must be at most {MAX_KEY_BYTES} UTF-8 bytes, got {size}")
+    elif not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidKeyError("cache keys must be valid Unicode (no lone surrogates)") from None
+    return key
+
+
+def check_id(value: object, what: str) -> str:
+    """Return ``value`` if it is a valid namespace/tenant id, else raise InvalidTenantError."""
+    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
+        raise InvalidTenantError(f"{what} must match [A-Za-z0-9_.-]{{1,64}}, got {value!r}")
+    return value
+
+
+def key_prefix(namespace: str, tenant: str | None) -> str:
+    """Return the storage-key prefix for a namespace and optional tenant."""
+    if tenant is None:
+        return f"{namespace}:k:"
+    return f"{namespace}:t:{tenant}:"
+
+
+def tag_key(namespace: str, tenant: str | None, tag: str) -> str:
+    """Return the storage key that holds a tag's invalidation timestamp."""
+    if tenant is None:
+        return f"{namespace}:g:k:{tag}"
+    return f"{namespace}:g:t:{tenant}:{tag}"
