@@ -36,6 +36,7 @@ SUBS: list[tuple[str, str]] = [
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\bAwaitable\[([^\]]+)\]", r"\1"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
+    (r"\bfor asyncio code\b", "for synchronous (threaded) code"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
     (r"\basync_([a-z]\w*)", r"sync_\1"),
     (r"\b_async\b", "_sync"),

@@ -4,7 +4,9 @@ Everything public is importable from ``dataferry``; modules whose names start wi
 private and may change without notice.
 """
 
+from dataferry._async._facade import AsyncDataFerry
 from dataferry._backends import DistributedCache
+from dataferry._builder import Builder
 from dataferry._codec import Codec, Compressor, Encryptor, JsonSerializer, Serializer
 from dataferry._errors import (
     CircuitOpenError,
@@ -21,14 +23,18 @@ from dataferry._errors import (
 from dataferry._events import Stats
 from dataferry._memory import MemoryCache, MemoryStats
 from dataferry._options import Entry, EntryOptions
+from dataferry._sync._facade import DataFerry
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncDataFerry",
+    "Builder",
     "CircuitOpenError",
     "Codec",
     "Compressor",
     "ConfigurationError",
+    "DataFerry",
     "DataFerryError",
     "DistributedCache",
     "DistributedCacheError",
