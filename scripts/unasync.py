@@ -13,8 +13,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src" / "dataferry" / "_async"
-DST = ROOT / "src" / "dataferry" / "_sync"
+# (async source dir, generated sync dir): the library's I/O code and its tests.
+DIRS = [
+    (ROOT / "src" / "dataferry" / "_async", ROOT / "src" / "dataferry" / "_sync"),
+    (ROOT / "tests" / "_async", ROOT / "tests" / "_sync"),
+]
 
 # L2 / helper method names whose async form carries an "a" prefix.
 _PREFIXED = (
@@ -45,7 +48,7 @@ SUBS: list[tuple[str, str]] = [
     (rf"\b({_PREFIXED})\b", lambda m: m.group(1)[1:]),  # type: ignore[list-item]
 ]
 _COMPILED = [(re.compile(p), r) for p, r in SUBS]
-HEADER = "# GENERATED from src/dataferry/_async/{name} by scripts/unasync.py: do not edit.\n"
+HEADER = "# GENERATED from {src} by scripts/unasync.py: do not edit.\n"
 
 
 def transform(text: str) -> str:
@@ -60,15 +63,17 @@ def transform(text: str) -> str:
 
 def generate() -> dict[Path, str]:
     result: dict[Path, str] = {}
-    for src in sorted(SRC.glob("*.py")):
-        result[DST / src.name] = HEADER.format(name=src.name) + transform(src.read_text())
+    for src_dir, dst_dir in DIRS:
+        for src in sorted(src_dir.glob("*.py")):
+            header = HEADER.format(src=src.relative_to(ROOT).as_posix())
+            result[dst_dir / src.name] = header + transform(src.read_text())
     return result
 
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     wanted = generate()
-    stale = [p for p in DST.glob("*.py") if p not in wanted]
+    stale = [p for _, dst in DIRS for p in dst.glob("*.py") if p not in wanted]
     bad = 0
     for path, text in wanted.items():
         current = path.read_text() if path.exists() else None

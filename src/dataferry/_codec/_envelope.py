@@ -5,28 +5,39 @@ Layout (big-endian)::
     magic "DF" | version u8 | flags u8 | serializer id u8 | compressor id u8
     | created_at f64 | logical_expiry f64 | tag count u16, then per tag: u16 length + UTF-8
     | key id: u8 length + ASCII | nonce (12 B, only if encrypted)
-    | payload (ciphertext incl. 16-byte GCM tag if encrypted; + 32-byte HMAC if signed)
+    | payload (ciphertext incl. 16-byte GCM tag if encrypted) | HMAC-SHA256 (32 B, only if signed)
 
-Everything before the payload is the *header*; with encryption, the header plus the full storage
-key is the AEAD's associated data, so editing any header byte or moving the entry to another
-key fails authentication. Golden vectors in the tests pin this format.
+Everything before the payload is the *header*. With encryption, the header plus the full storage
+key is the AEAD's associated data; with signing, the MAC covers the storage key, the header and
+the payload. Either way, editing any byte or moving the entry to another key fails
+authentication. The compressor id is 0 exactly when the payload is not compressed; the key id is
+empty exactly when the entry is neither encrypted nor signed. Serializer and compressor ids are
+part of the wire format (see :data:`SERIALIZER_NAMES`, :data:`COMPRESSOR_NAMES`); golden vectors
+in the tests pin the format.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
+    "COMPRESSOR_NAMES",
     "FLAG_COMPRESSED",
     "FLAG_ENCRYPTED",
     "FLAG_SIGNED",
+    "MAC_SIZE",
     "MAGIC",
     "NONCE_SIZE",
+    "PLAIN_HEADER_SIZE",
+    "SERIALIZER_NAMES",
     "VERSION",
     "EnvelopeError",
     "Header",
+    "compressor_name",
     "pack_header",
+    "serializer_name",
     "unpack_header",
 ]
 
@@ -36,10 +47,29 @@ FLAG_COMPRESSED = 0x01
 FLAG_ENCRYPTED = 0x02
 FLAG_SIGNED = 0x04
 _KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_SIGNED
+_FLAG_NAMES = ((FLAG_COMPRESSED, "compressed"), (FLAG_ENCRYPTED, "encrypted"), (FLAG_SIGNED, "signed"))
 NONCE_SIZE = 12
+MAC_SIZE = 32
+
+#: Wire ids of DataFerry's serializers (1-127 are reserved for DataFerry).
+SERIALIZER_NAMES: dict[int, str] = {1: "json", 2: "msgpack", 3: "pickle"}
+#: Wire ids of DataFerry's compressors (0 = not compressed; 1-127 reserved for DataFerry).
+COMPRESSOR_NAMES: dict[int, str] = {0: "none", 1: "zstd", 2: "gzip", 3: "lz4"}
 
 _FIXED = struct.Struct(">2sBBBBddH")
 _U16 = struct.Struct(">H")
+#: Size of the header of an entry without tags, key id or nonce (the hot path).
+PLAIN_HEADER_SIZE = _FIXED.size + 1
+
+
+def serializer_name(serializer_id: int) -> str:
+    """Return the name of a serializer id (``"custom-<id>"`` for ids DataFerry doesn't own)."""
+    return SERIALIZER_NAMES.get(serializer_id, f"custom-{serializer_id}")
+
+
+def compressor_name(compressor_id: int) -> str:
+    """Return the name of a compressor id (``"custom-<id>"`` for ids DataFerry doesn't own)."""
+    return COMPRESSOR_NAMES.get(compressor_id, f"custom-{compressor_id}")
 
 
 class EnvelopeError(ValueError):
@@ -48,7 +78,7 @@ class EnvelopeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """The decoded header of an envelope."""
+    """The decoded header of an envelope: everything stored in L2 except the value itself."""
 
     version: int
     flags: int
@@ -76,6 +106,30 @@ class Header:
         """Whether the payload carries an HMAC."""
         return bool(self.flags & FLAG_SIGNED)
 
+    @property
+    def serializer_name(self) -> str:
+        """The name of the serializer that wrote the entry (``json``, ``msgpack``, ...)."""
+        return serializer_name(self.serializer_id)
+
+    @property
+    def compressor_name(self) -> str:
+        """The name of the compressor of the payload (``none``, ``zstd``, ``gzip``, ``lz4``)."""
+        return compressor_name(self.compressor_id)
+
+    def describe(self) -> dict[str, Any]:
+        """Return the header as a JSON-able dict (for ``dataferry inspect``); no value, no key."""
+        return {
+            "version": self.version,
+            "flags": [name for bit, name in _FLAG_NAMES if self.flags & bit],
+            "serializer": self.serializer_name,
+            "compressor": self.compressor_name,
+            "key_id": self.key_id or None,
+            "created_at": self.created_at,
+            "logical_expiry": self.logical_expiry,
+            "tags": list(self.tags),
+            "header_size": self.size,
+        }
+
 
 def pack_header(
     *,
@@ -88,11 +142,16 @@ def pack_header(
     key_id: str = "",
     nonce: bytes = b"",
 ) -> bytes:
-    """Return the header bytes for an entry."""
+    """Return the header bytes for an entry; raise :class:`EnvelopeError` if it can't be framed."""
     if not tags and not key_id and not nonce:  # the common case, one struct call
-        return _FIXED.pack(
-            MAGIC, VERSION, flags, serializer_id, compressor_id, created_at, logical_expiry, 0
-        ) + b"\x00"
+        return (
+            _FIXED.pack(
+                MAGIC, VERSION, flags, serializer_id, compressor_id, created_at, logical_expiry, 0
+            )
+            + b"\x00"
+        )
+    if len(tags) > 0xFFFF:
+        raise EnvelopeError("more than 65535 tags")
     parts = [
         _FIXED.pack(
             MAGIC,
@@ -107,11 +166,18 @@ def pack_header(
     ]
     for tag in tags:
         raw = tag.encode("utf-8")
+        if len(raw) > 0xFFFF:
+            raise EnvelopeError("tag longer than 65535 UTF-8 bytes")
         parts.append(_U16.pack(len(raw)))
         parts.append(raw)
-    kid = key_id.encode("ascii")
+    try:
+        kid = key_id.encode("ascii")
+    except UnicodeEncodeError:
+        raise EnvelopeError("key id is not ASCII") from None
     if len(kid) > 255:
         raise EnvelopeError("key id longer than 255 bytes")
+    if bool(flags & (FLAG_ENCRYPTED | FLAG_SIGNED)) != bool(kid):
+        raise EnvelopeError("a key id is required exactly when encrypted or signed")
     parts.append(bytes((len(kid),)))
     parts.append(kid)
     if flags & FLAG_ENCRYPTED:
@@ -133,6 +199,8 @@ def unpack_header(data: bytes) -> Header:
         raise EnvelopeError(f"unsupported envelope version {version}")
     if flags & ~_KNOWN_FLAGS:
         raise EnvelopeError(f"unknown flags {flags:#x}")
+    if bool(flags & FLAG_COMPRESSED) != (comp != 0):
+        raise EnvelopeError("compressor id disagrees with the compressed flag")
     pos = _FIXED.size
     n = len(data)
     tags: list[str] = []
@@ -142,7 +210,7 @@ def unpack_header(data: bytes) -> Header:
             pos += 2
             if pos + length > n:
                 raise EnvelopeError("truncated tag")
-            tags.append(data[pos : pos + length].decode("utf-8"))
+            tags.append(bytes(data[pos : pos + length]).decode("utf-8"))
             pos += length
         if pos >= n:
             raise EnvelopeError("truncated key id")
@@ -150,10 +218,12 @@ def unpack_header(data: bytes) -> Header:
         pos += 1
         if pos + kid_len > n:
             raise EnvelopeError("truncated key id")
-        key_id = data[pos : pos + kid_len].decode("ascii")
+        key_id = bytes(data[pos : pos + kid_len]).decode("ascii")
         pos += kid_len
     except (struct.error, UnicodeDecodeError) as exc:
         raise EnvelopeError(f"malformed header: {exc}") from None
+    if bool(flags & (FLAG_ENCRYPTED | FLAG_SIGNED)) != bool(key_id):
+        raise EnvelopeError("key id disagrees with the encrypted/signed flags")
     nonce = b""
     if flags & FLAG_ENCRYPTED:
         if pos + NONCE_SIZE > n:

@@ -1,0 +1,72 @@
+"""Developer entry point: `python3 scripts/dev.py demo|test|check|bench`.
+
+Needs only Python 3.10+: it creates `.venv/` next to the project, installs the project with its
+test and benchmark tools (again only when pyproject.toml changes), then runs the command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("DATAFERRY_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def run(*cmd: str | Path) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    code = subprocess.call([str(c) for c in cmd], cwd=ROOT)
+    if code:
+        raise SystemExit(code)
+
+
+def ensure_venv() -> None:
+    stamp = VENV / ".dataferry-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want and PY.exists():
+        return
+    if not PY.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    stamp.write_text(want)
+
+
+def check() -> None:
+    run(PY, "scripts/unasync.py", "--check")
+    run(BIN / "ruff", "check", "src", "tests", "benchmarks", "scripts")
+    run(BIN / "ruff", "format", "--check", "src", "tests", "benchmarks", "scripts")
+    run(BIN / "mypy")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test", "check", "bench"}:
+        print(__doc__)
+        return 2
+    ensure_venv()
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "demo":
+        run(BIN / "dataferry", "demo", *rest)
+    elif cmd == "check":
+        check()
+    elif cmd == "test":
+        check()
+        run(
+            PY, "-m", "pytest", "-p", "no:cacheprovider",
+            "--cov=dataferry", "--cov-report=term", "--cov-fail-under=90", *rest,
+        )  # fmt: skip
+    else:
+        for bench in rest or sorted(p.name for p in (ROOT / "benchmarks").glob("bench_*.py")):
+            run(PY, Path("benchmarks") / bench)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,315 @@
+"""AsyncDataFerry behaviour on every L2 kind (the sync twin's tests are generated from this)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+import dataferry as df
+
+
+class Counter:
+    """A factory that counts its calls."""
+
+    def __init__(self, value: Any = "v") -> None:
+        self.calls = 0
+        self.value = value
+
+    async def __call__(self) -> Any:
+        self.calls += 1
+        return self.value
+
+
+def node(backend: Any, **kwargs: Any) -> df.AsyncDataFerry:
+    """A cache 'node': its own L1 in front of the shared L2."""
+    kwargs.setdefault("namespace", "test")
+    return df.AsyncDataFerry(distributed=backend, **kwargs)
+
+
+async def test_get_or_set_computes_once_then_hits(backend: Any) -> None:
+    async with node(backend) as cache:
+        load = Counter({"id": 1, "name": "Ada"})
+        assert await cache.get_or_set("user:1", load) == {"id": 1, "name": "Ada"}
+        assert await cache.get_or_set("user:1", load) == {"id": 1, "name": "Ada"}
+        assert load.calls == 1
+        stats = cache.stats()
+        assert stats.factory_calls == 1
+        assert stats.memory_hits == 1
+
+
+async def test_sync_factory_is_accepted(backend: Any) -> None:
+    async with node(backend) as cache:
+        assert await cache.get_or_set("k", lambda: 42) == 42
+        assert await cache.get("k") == 42
+
+
+async def test_none_is_a_cached_value(backend: Any) -> None:
+    async with node(backend) as cache:
+        load = Counter(None)
+        assert await cache.get_or_set("nothing", load) is None
+        assert await cache.get_or_set("nothing", load) is None
+        assert load.calls == 1
+        assert await cache.try_get("nothing") == (True, None)
+        assert await cache.exists("nothing")
+
+
+async def test_try_get_and_get_on_a_miss(backend: Any) -> None:
+    async with node(backend) as cache:
+        assert await cache.try_get("absent") == (False, None)
+        assert await cache.get("absent") is None
+        assert await cache.get("absent", default="fallback") == "fallback"
+        assert not await cache.exists("absent")
+
+
+async def test_set_get_remove(backend: Any) -> None:
+    async with node(backend) as cache:
+        await cache.set("a", [1, 2, 3], ttl=60)
+        assert await cache.get("a") == [1, 2, 3]
+        await cache.remove("a")
+        assert await cache.try_get("a") == (False, None)
+        await cache.remove("a")  # removing a missing key is fine
+
+
+async def test_factory_exception_is_raised_and_not_cached(backend: Any) -> None:
+    async with node(backend) as cache:
+        calls = 0
+
+        async def failing() -> str:
+            nonlocal calls
+            calls += 1
+            raise LookupError("database says no")
+
+        with pytest.raises(LookupError, match="database says no"):
+            await cache.get_or_set("k", failing)
+        with pytest.raises(LookupError):
+            await cache.get_or_set("k", failing)
+        assert calls == 2
+        assert cache.stats().factory_errors == 2
+        assert await cache.get_or_set("k", Counter("ok")) == "ok"
+
+
+async def test_entry_adapts_ttl_and_zero_ttl_is_not_cached(backend: Any) -> None:
+    async with node(backend) as cache:
+        load = Counter(df.Entry("not found", ttl=0))
+        assert await cache.get_or_set("missing-user", load) == "not found"
+        assert await cache.get_or_set("missing-user", load) == "not found"
+        assert load.calls == 2
+
+        await cache.get_or_set("short", Counter(df.Entry("x", ttl=5)), ttl=3600)
+        if backend is not None:
+            raw = await backend.aget("test:k:short")
+            decoded = df.Codec().decode(raw, key="test:k:short")
+            assert math.isclose(decoded.logical_expiry - decoded.created_at, 5, abs_tol=0.01)
+
+
+async def test_second_node_reads_what_the_first_wrote(shared_backend: Any) -> None:
+    backend = shared_backend
+    async with node(backend) as first, node(backend) as second:
+        await first.set("shared", {"n": 1})
+        load = Counter("computed")
+        assert await second.get_or_set("shared", load) == {"n": 1}
+        assert load.calls == 0
+        assert second.stats().distributed_hits == 1
+        # Now in the second node's L1 too.
+        assert await second.get("shared") == {"n": 1}
+        assert second.stats().memory_hits == 1
+
+
+async def test_expire_makes_readers_miss_but_keeps_l2_entry(backend: Any) -> None:
+    async with node(backend) as cache:
+        await cache.set("k", "old", ttl=600)
+        await cache.expire("k")
+        assert await cache.try_get("k") == (False, None)
+        assert await cache.get_or_set("k", Counter("new")) == "new"
+        if backend is not None:
+            await cache.expire("k")
+            raw = await backend.aget("test:k:k")
+            assert raw is not None  # kept (stale) for fail-safe
+            assert df.Codec().decode(raw, key="test:k:k").value == "new"
+        await cache.expire("never-set")  # no error
+
+
+async def test_batch_operations(backend: Any) -> None:
+    async with node(backend) as cache:
+        await cache.set_many({"a": 1, "b": None, "c": {"x": [1]}}, ttl=60)
+        got = await cache.get_many(["a", "b", "c", "zz"])
+        assert got == {"a": 1, "b": None, "c": {"x": [1]}}
+        await cache.remove_many(["a", "c"])
+        assert await cache.get_many(["a", "b", "c"]) == {"b": None}
+
+
+async def test_get_or_set_many_loads_only_missing(backend: Any) -> None:
+    async with node(backend) as cache:
+        await cache.set("u1", "one")
+        asked: list[list[str]] = []
+
+        async def load_many(keys: list[str]) -> dict[str, str]:
+            asked.append(list(keys))
+            return {k: k.upper() for k in keys if k != "u9"}
+
+        got = await cache.get_or_set_many(["u1", "u2", "u3", "u9"], load_many)
+        assert got == {"u1": "one", "u2": "U2", "u3": "U3"}
+        assert asked == [["u2", "u3", "u9"]]
+        again = await cache.get_or_set_many(["u2", "u3"], load_many)
+        assert again == {"u2": "U2", "u3": "U3"}
+        assert len(asked) == 1
+
+
+async def test_batch_from_second_node_hits_l2(shared_backend: Any) -> None:
+    backend = shared_backend
+    async with node(backend) as first, node(backend) as second:
+        await first.set_many({f"k{i}": i for i in range(50)})
+        got = await second.get_many([f"k{i}" for i in range(50)])
+        assert got == {f"k{i}": i for i in range(50)}
+        assert second.stats().distributed_hits == 50
+
+
+async def test_skip_memory_and_skip_distributed(backend: Any) -> None:
+    async with node(backend) as cache:
+        await cache.set("only-l2", 1, options=df.EntryOptions(skip_memory=True))
+        assert cache.stats().memory_entries == 0
+        await cache.set("only-l1", 2, options=df.EntryOptions(skip_distributed=True))
+        assert cache.stats().memory_entries == 1
+        if backend is not None:
+            assert await backend.aget("test:k:only-l1") is None
+            assert await backend.aget("test:k:only-l2") is not None
+            assert await cache.get("only-l2") == 1
+
+
+async def test_l1_ttl_caps_memory_lifetime(backend: Any) -> None:
+    async with node(backend, memory=df.MemoryCache(max_entries=10)) as cache:
+        await cache.set("k", "v", ttl=60, options=df.EntryOptions(l1_ttl=0.0))
+        # The L1 copy is already stale; an L2 (if any) still has it.
+        expected = (False, None) if backend is None else (True, "v")
+        assert await cache.try_get("k") == expected
+
+
+@pytest.mark.parametrize("bad", ["", 42, None, b"bytes", "x" * 1025, "é" * 513, ["k"]])
+async def test_invalid_keys_raise_invalid_key_error(backend: Any, bad: Any) -> None:
+    async with node(backend) as cache:
+        with pytest.raises(df.InvalidKeyError):
+            await cache.get_or_set(bad, Counter())
+        with pytest.raises(df.InvalidKeyError):
+            await cache.set(bad, 1)
+        with pytest.raises(df.InvalidKeyError):
+            await cache.get(bad)
+        with pytest.raises(df.InvalidKeyError):
+            await cache.get_many(["ok", bad])
+        with pytest.raises(df.InvalidKeyError):
+            await cache.set_many({bad: 1} if isinstance(bad, (str, int, type(None))) else {})
+        assert cache.stats().memory_entries == 0
+
+
+async def test_longest_valid_key_is_accepted(backend: Any) -> None:
+    async with node(backend) as cache:
+        key = "é" * 512  # 1024 UTF-8 bytes
+        await cache.set(key, 1)
+        assert await cache.get(key) == 1
+
+
+@pytest.mark.parametrize("ttl", [-1, math.nan, math.inf, "60", True])
+async def test_bad_ttl_raises_configuration_error(backend: Any, ttl: Any) -> None:
+    async with node(backend) as cache:
+        with pytest.raises(df.ConfigurationError):
+            await cache.set("k", 1, ttl=ttl)
+        with pytest.raises(df.ConfigurationError):
+            await cache.get_or_set("k", Counter(), ttl=ttl)
+        assert await cache.try_get("k") == (False, None)
+
+
+async def test_unserializable_value_raises_and_writes_nothing(l2_backend: Any) -> None:
+    async with node(l2_backend) as cache:
+        with pytest.raises(df.SerializationError):
+            await cache.set("k", object())
+        assert cache.stats().memory_entries == 0
+        assert await l2_backend.aget("test:k:k") is None
+        with pytest.raises(df.SerializationError):
+            await cache.get_or_set("k2", Counter({1, 2}))
+        assert cache.stats().memory_entries == 0
+        with pytest.raises(df.SerializationError):
+            await cache.set_many({"a": 1, "b": object()})
+        assert await cache.try_get("a") == (False, None)
+
+
+async def test_payload_limit(l2_backend: Any) -> None:
+    async with node(l2_backend, max_payload_bytes=1000) as cache:
+        big = "x" * 2000
+        with pytest.raises(df.PayloadTooLargeError):
+            await cache.set("big", big)
+        assert await cache.try_get("big") == (False, None)
+        # get_or_set still answers, keeps the value in L1 only, and counts the event.
+        assert await cache.get_or_set("big", Counter(big)) == big
+        assert await l2_backend.aget("test:k:big") is None
+        assert cache.stats().payload_too_large == 1
+
+
+async def test_corrupted_l2_entry_is_a_miss(l2_backend: Any) -> None:
+    async with node(l2_backend, memory=None) as cache:
+        for i, garbage in enumerate([b"", b"DF", b"\x00" * 40, b"DF\x01garbage", b"not an envelope"]):
+            await l2_backend.aset(f"test:k:bad{i}", garbage, 60)
+            assert await cache.try_get(f"bad{i}") == (False, None)
+            assert await cache.get_or_set(f"bad{i}", Counter("fresh")) == "fresh"
+        assert cache.stats().decode_errors == 5
+
+
+async def test_entry_moved_to_another_key_still_decodes_only_as_its_value(l2_backend: Any) -> None:
+    # Without encryption a copied entry is readable (encryption binds entries to their key);
+    # what must hold is that the value read is exactly the one written.
+    async with node(l2_backend, memory=None) as cache:
+        await cache.set("a", "value-a")
+        raw = await l2_backend.aget("test:k:a")
+        await l2_backend.aset("test:k:b", raw, 60)
+        assert await cache.get("b") == "value-a"
+
+
+async def test_tenants_are_isolated(backend: Any) -> None:
+    async with node(backend) as cache:
+        acme, globex = cache.tenant("acme"), cache.tenant("globex")
+        await acme.set("config", "acme's")
+        await globex.set("config", "globex's")
+        await cache.set("config", "root's")
+        assert await acme.get("config") == "acme's"
+        assert await globex.get("config") == "globex's"
+        assert await cache.get("config") == "root's"
+        assert acme.tenant_id == "acme"
+        if backend is not None:
+            assert await backend.aget("test:t:acme:config") is not None
+        with pytest.raises(df.InvalidTenantError):
+            cache.tenant("bad:tenant")
+        with pytest.raises(df.InvalidTenantError):
+            cache.tenant("")
+
+
+async def test_l2_failure_is_answered_from_factory(redis_server: Any) -> None:
+    cache = node(df.RedisCache.from_url(redis_server.url))
+    async with cache:
+        await cache.set("k", "stored")
+        redis_server.kill()
+        try:
+            # L1 still answers; a new key is computed; nothing raises.
+            assert await cache.get("k") == "stored"
+            assert await cache.get_or_set("new", Counter("computed")) == "computed"
+            await cache.set("other", 1)
+            await cache.remove("k")
+            assert await cache.get_many(["a", "b"]) == {}
+            assert cache.stats().distributed_errors >= 3
+        finally:
+            redis_server.restart()
+        assert await cache.get_or_set("after", Counter("back")) == "back"
+
+
+async def test_builder_builds_a_working_cache(sqlite_backend: Any) -> None:
+    cache = (
+        df.AsyncDataFerry.builder()
+        .with_memory(max_entries=10)
+        .with_distributed(sqlite_backend)
+        .with_namespace("built")
+        .with_default_ttl(30)
+        .build()
+    )
+    async with cache:
+        assert cache.namespace == "built"
+        assert await cache.get_or_set("k", Counter(7)) == 7
+        assert await sqlite_backend.aget("built:k:k") is not None

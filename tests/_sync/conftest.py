@@ -1,0 +1,52 @@
+# GENERATED from tests/_async/conftest.py by scripts/unasync.py: do not edit.
+"""Facade fixtures: one cache factory per L2 kind (the sync twin is generated from this)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import dataferry as df
+
+L2_KINDS = ["memory-only", "sqlite", "redis"]
+
+
+def make_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if kind == "memory-only":
+        return None
+    if kind == "sqlite":
+        return df.SQLiteCache(str(tmp_path / "l2.sqlite"))
+    url = request.getfixturevalue("redis_url")
+    return df.RedisCache.from_url(url)
+
+
+@pytest.fixture(params=L2_KINDS)
+def l2_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def backend(l2_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The L2 of the test's kind (None for an L1-only cache); shared by every node it builds."""
+    yield make_backend(l2_kind, request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A real L2 that several cache nodes share."""
+    yield make_backend(str(request.param), request, tmp_path)
+
+
+@pytest.fixture
+def l2_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A real L2 for tests that need one: a Redis server of the test harness."""
+    yield make_backend("redis", request, tmp_path)
+
+
+@pytest.fixture
+def sqlite_backend(tmp_path: Path) -> Any:
+    return df.SQLiteCache(str(tmp_path / "l2.sqlite"))
+
