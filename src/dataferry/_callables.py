@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from dataferry._errors import ConfigurationError
 from dataferry._options import Entry
@@ -15,9 +15,9 @@ T = TypeVar("T")
 
 #: What ``AsyncDataFerry.get_or_set`` accepts: a zero-argument callable returning a value, an
 #: :class:`Entry`, or an awaitable of either.
-AsyncFactory = Callable[[], Union[T, Entry[T], Awaitable[Union[T, Entry[T]]]]]
+AsyncFactory = Callable[[], T | Entry[T] | Awaitable[T | Entry[T]]]
 #: What ``DataFerry.get_or_set`` accepts: a zero-argument callable returning a value or Entry.
-Factory = Callable[[], Union[T, Entry[T]]]
+Factory = Callable[[], T | Entry[T]]
 
 
 async def acall(fn: Callable[[], Any]) -> Any:

@@ -274,4 +274,3 @@ class Core:
                 memory_evictions_expired=m.evictions_expired,
             )
         return Stats(**counts)
-

@@ -33,7 +33,9 @@ def check_key(key: object) -> str:
         except UnicodeEncodeError:
             raise InvalidKeyError("cache keys must be valid Unicode (no lone surrogates)") from None
         if size > MAX_KEY_BYTES:
-            raise InvalidKeyError(f"cache keys must be at most {MAX_KEY_BYTES} UTF-8 bytes, got {size}")
+            raise InvalidKeyError(
+                f"cache keys must be at most {MAX_KEY_BYTES} UTF-8 bytes, got {size}"
+            )
     elif not key.isascii():
         try:
             key.encode("utf-8")

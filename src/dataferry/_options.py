@@ -37,6 +37,7 @@ class EntryOptions:
         skip_distributed: Neither read nor write L2 for this call.
         compress: Force compression on (``True``) or off (``False``) for this entry.
         encrypt: Force encryption on (``True``) or off (``False``) for this entry.
+
     """
 
     ttl: float | None = None

@@ -43,7 +43,7 @@ class AsyncSingleFlight:
             task.add_done_callback(lambda t, k=key: self._done(k, t))  # type: ignore[misc]
         else:
             self._events.stampede_joins += 1
-        return await asyncio.shield(task)  # type: ignore[no-any-return]
+        return await asyncio.shield(task)
 
     def _done(self, key: str, task: asyncio.Task[Any]) -> None:
         if self._flights.get(key) is task:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,23 @@ def l2_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def backend(l2_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+def backend(l2_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """The L2 of the test's kind (None for an L1-only cache); shared by every node it builds."""
-    yield make_backend(l2_kind, request, tmp_path)
+    return make_backend(l2_kind, request, tmp_path)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A real L2 that several cache nodes share."""
-    yield make_backend(str(request.param), request, tmp_path)
+    return make_backend(str(request.param), request, tmp_path)
 
 
 @pytest.fixture
-def l2_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+def l2_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A real L2 for tests that need one: a Redis server of the test harness."""
-    yield make_backend("redis", request, tmp_path)
+    return make_backend("redis", request, tmp_path)
 
 
 @pytest.fixture
 def sqlite_backend(tmp_path: Path) -> Any:
     return df.SQLiteCache(str(tmp_path / "l2.sqlite"))
-

@@ -247,7 +247,8 @@ async def test_payload_limit(l2_backend: Any) -> None:
 
 async def test_corrupted_l2_entry_is_a_miss(l2_backend: Any) -> None:
     async with node(l2_backend, memory=None) as cache:
-        for i, garbage in enumerate([b"", b"DF", b"\x00" * 40, b"DF\x01garbage", b"not an envelope"]):
+        garbage_values = [b"", b"DF", b"\x00" * 40, b"DF\x01garbage", b"not an envelope"]
+        for i, garbage in enumerate(garbage_values):
             await l2_backend.aset(f"test:k:bad{i}", garbage, 60)
             assert await cache.try_get(f"bad{i}") == (False, None)
             assert await cache.get_or_set(f"bad{i}", Counter("fresh")) == "fresh"

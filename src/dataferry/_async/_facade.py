@@ -47,6 +47,7 @@ class AsyncDataFerry:
 
     L1 hands every caller the same object: treat cached values as immutable (or build the
     MemoryCache with ``copy_on_read=True``). ``None`` is a value and is cached.
+
     """
 
     __slots__ = ("_core", "_flights", "_l2", "_memory", "_prefix", "_tenant")
@@ -83,7 +84,7 @@ class AsyncDataFerry:
         self._l2 = core.l2
 
     @classmethod
-    def builder(cls) -> Builder:
+    def builder(cls) -> Builder[Any]:
         """Return a fluent :class:`Builder` for this cache type."""
         from dataferry._builder import Builder
 
@@ -189,7 +190,8 @@ class AsyncDataFerry:
         async def load() -> Any:
             return await self._load(skey, factory, opts, tag_tuple, type)
 
-        return await self._flights.run(skey, load)  # type: ignore[no-any-return]
+        result: T = await self._flights.run(skey, load)
+        return result
 
     async def _load(
         self,
@@ -297,7 +299,7 @@ class AsyncDataFerry:
         if missing and core.use_l2(opts) is not None:
             blobs = await self._l2_get_many([skey for _, skey in missing])
             now = time.time()
-            for (k, skey), data in zip(missing, blobs):
+            for (k, skey), data in zip(missing, blobs, strict=True):
                 dec = core.fresh(skey, data, self._tenant, type)
                 if dec is not MISS:
                     found[k] = dec.value
@@ -419,7 +421,9 @@ class AsyncDataFerry:
         batch: list[tuple[str, bytes, float]] = []
         if core.use_l2(opts) is not None:
             for k, skey in pairs:
-                data = core.encode(skey, items[k], opts, tag_tuple, now, self._tenant, strict=strict)
+                data = core.encode(
+                    skey, items[k], opts, tag_tuple, now, self._tenant, strict=strict
+                )
                 if data is not None:
                     batch.append((skey, data, opts.ttl))
         memory = core.use_memory(opts)
@@ -435,7 +439,9 @@ class AsyncDataFerry:
         core = self._core
         await self._delete(core.storage_key(self._prefix, key), core.resolve(None, options))
 
-    async def remove_many(self, keys: Iterable[str], *, options: EntryOptions | None = None) -> None:
+    async def remove_many(
+        self, keys: Iterable[str], *, options: EntryOptions | None = None
+    ) -> None:
         """Remove every key from L1 and, in one round trip, from L2."""
         core = self._core
         pairs = core.storage_keys(self._prefix, keys)
@@ -549,4 +555,3 @@ class AsyncDataFerry:
             f"{type(self).__name__}(namespace={self._core.namespace!r}{tenant}, "
             f"memory={self._memory!r}, distributed={self._l2!r})"
         )
-

@@ -48,6 +48,7 @@ class DataFerry:
 
     L1 hands every caller the same object: treat cached values as immutable (or build the
     MemoryCache with ``copy_on_read=True``). ``None`` is a value and is cached.
+
     """
 
     __slots__ = ("_core", "_flights", "_l2", "_memory", "_prefix", "_tenant")
@@ -84,7 +85,7 @@ class DataFerry:
         self._l2 = core.l2
 
     @classmethod
-    def builder(cls) -> Builder:
+    def builder(cls) -> Builder[Any]:
         """Return a fluent :class:`Builder` for this cache type."""
         from dataferry._builder import Builder
 
@@ -190,7 +191,8 @@ class DataFerry:
         def load() -> Any:
             return self._load(skey, factory, opts, tag_tuple, type)
 
-        return self._flights.run(skey, load)  # type: ignore[no-any-return]
+        result: T = self._flights.run(skey, load)
+        return result
 
     def _load(
         self,
@@ -298,7 +300,7 @@ class DataFerry:
         if missing and core.use_l2(opts) is not None:
             blobs = self._l2_get_many([skey for _, skey in missing])
             now = time.time()
-            for (k, skey), data in zip(missing, blobs):
+            for (k, skey), data in zip(missing, blobs, strict=True):
                 dec = core.fresh(skey, data, self._tenant, type)
                 if dec is not MISS:
                     found[k] = dec.value
@@ -420,7 +422,9 @@ class DataFerry:
         batch: list[tuple[str, bytes, float]] = []
         if core.use_l2(opts) is not None:
             for k, skey in pairs:
-                data = core.encode(skey, items[k], opts, tag_tuple, now, self._tenant, strict=strict)
+                data = core.encode(
+                    skey, items[k], opts, tag_tuple, now, self._tenant, strict=strict
+                )
                 if data is not None:
                     batch.append((skey, data, opts.ttl))
         memory = core.use_memory(opts)
@@ -436,7 +440,9 @@ class DataFerry:
         core = self._core
         self._delete(core.storage_key(self._prefix, key), core.resolve(None, options))
 
-    def remove_many(self, keys: Iterable[str], *, options: EntryOptions | None = None) -> None:
+    def remove_many(
+        self, keys: Iterable[str], *, options: EntryOptions | None = None
+    ) -> None:
         """Remove every key from L1 and, in one round trip, from L2."""
         core = self._core
         pairs = core.storage_keys(self._prefix, keys)
@@ -550,4 +556,3 @@ class DataFerry:
             f"{type(self).__name__}(namespace={self._core.namespace!r}{tenant}, "
             f"memory={self._memory!r}, distributed={self._l2!r})"
         )
-
