@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,11 @@ def l2_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 @pytest.fixture
 def sqlite_backend(tmp_path: Path) -> Any:
     return df.SQLiteCache(str(tmp_path / "l2.sqlite"))
+
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Run every async facade test on the stdlib event loop and on uvloop."""
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

@@ -198,8 +198,9 @@ def test_invalid_keys_raise_invalid_key_error(backend: Any, bad: Any) -> None:
             cache.get(bad)
         with pytest.raises(df.InvalidKeyError):
             cache.get_many(["ok", bad])
-        with pytest.raises(df.InvalidKeyError):
-            cache.set_many({bad: 1} if isinstance(bad, (str, int, type(None))) else {})
+        if not isinstance(bad, list):  # a list can't even be a dict key
+            with pytest.raises(df.InvalidKeyError):
+                cache.set_many({"ok": 1, bad: 1})
         assert cache.stats().memory_entries == 0
 
 
@@ -253,7 +254,7 @@ def test_corrupted_l2_entry_is_a_miss(l2_backend: Any) -> None:
             l2_backend.set(f"test:k:bad{i}", garbage, 60)
             assert cache.try_get(f"bad{i}") == (False, None)
             assert cache.get_or_set(f"bad{i}", Counter("fresh")) == "fresh"
-        assert cache.stats().decode_errors == 5
+        assert cache.stats().decode_errors == 10  # each read of a bad entry counts: 2 per key
 
 
 def test_entry_moved_to_another_key_still_decodes_only_as_its_value(l2_backend: Any) -> None:
