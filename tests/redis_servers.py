@@ -24,11 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = [
     "HOST",
@@ -208,11 +210,12 @@ class RedisServer:
         return self.dir / "redis.log"
 
     def log_tail(self, lines: int = 15) -> str:
-        """The last lines of the server's log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        """The last lines of the server's log and of its stdout/stderr (config errors go there)."""
+        tail: list[str] = []
+        for path in (self.log_path, self.dir / "output.log"):
+            with contextlib.suppress(OSError):
+                tail += path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(tail) or "(no log)"
 
     def is_running(self) -> bool:
         """Whether the process exists (it may be frozen)."""
@@ -258,14 +261,15 @@ class RedisServer:
             args = [self.binary, str(config)]
             if self.sentinel:
                 args.append("--sentinel")
-            self._proc = subprocess.Popen(
-                args,
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
-            )
+            with open(self.dir / "output.log", "wb") as output:
+                self._proc = subprocess.Popen(
+                    args,
+                    cwd=self.dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,
+                )
             self._frozen = False
             _LIVE.add(self)
             try:
@@ -279,8 +283,7 @@ class RedisServer:
                 # Another process took the port between our probe and the bind: pick again.
                 self.port = free_port(with_bus=self._cluster_bus)
                 (self.dir / "redis.conf").unlink()
-                with contextlib.suppress(FileNotFoundError):
-                    self.log_path.unlink()
+                self.log_path.unlink(missing_ok=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait_ready(self, timeout: float) -> None:
@@ -331,13 +334,15 @@ class RedisServer:
 
     def freeze(self) -> None:
         """SIGSTOP the process: connections stay open but nothing answers."""
-        assert self._proc is not None and self.is_running(), f"{self.name} is not running"
+        assert self._proc is not None, f"{self.name} was never started"
+        assert self.is_running(), f"{self.name} is not running"
         self._proc.send_signal(signal.SIGSTOP)
         self._frozen = True
 
     def resume(self) -> None:
         """SIGCONT a frozen process."""
-        assert self._proc is not None and self.is_running(), f"{self.name} is not running"
+        assert self._proc is not None, f"{self.name} was never started"
+        assert self.is_running(), f"{self.name} is not running"
         self._proc.send_signal(signal.SIGCONT)
         self._frozen = False
 
@@ -380,7 +385,7 @@ class RedisServer:
         """A new sync client for this server (close it, or use it as a context manager)."""
         kwargs.setdefault("socket_timeout", 5.0)
         kwargs.setdefault("socket_connect_timeout", 5.0)
-        kwargs.setdefault("retry", redis.Retry(redis.backoff.NoBackoff(), 0))
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         return redis.Redis(host=HOST, port=self.port, **kwargs)
 
     def execute(self, *args: Any, decode: bool = True) -> Any:
@@ -539,25 +544,13 @@ class RedisSentinel:
         failover_timeout_ms: int = 3000,
     ) -> None:
         self.service_name = service_name
+        self._count = sentinels
+        self._down_after_ms = down_after_ms
+        self._failover_timeout_ms = failover_timeout_ms
+        # The replica and the Sentinels are made once the master runs: its port may change
+        # while it starts (when another process took the first one).
         self.servers = [RedisServer(name="sentinel-master")]
-        master_port = self.servers[0].port
-        self.servers.append(
-            RedisServer(name="sentinel-replica", config=[f"replicaof {HOST} {master_port}"])
-        )
-        quorum = sentinels // 2 + 1
-        self.sentinel_servers = [
-            RedisServer(
-                name=f"sentinel-{i}",
-                sentinel=True,
-                config=[
-                    f"sentinel monitor {service_name} {HOST} {master_port} {quorum}",
-                    f"sentinel down-after-milliseconds {service_name} {down_after_ms}",
-                    f"sentinel failover-timeout {service_name} {failover_timeout_ms}",
-                    f"sentinel parallel-syncs {service_name} 1",
-                ],
-            )
-            for i in range(sentinels)
-        ]
+        self.sentinel_servers: list[RedisServer] = []
 
     @property
     def sentinels(self) -> list[tuple[str, int]]:
@@ -566,17 +559,33 @@ class RedisSentinel:
 
     def start(self, timeout: float = 30.0) -> RedisSentinel:
         """Start master, replica (in sync) and Sentinels (aware of the replica and each other)."""
+        name = self.service_name
         try:
-            master, replica = self.servers
-            master.start()
+            master = self.servers[0].start()
+            replica = RedisServer(
+                name="sentinel-replica", config=[f"replicaof {HOST} {master.port}"]
+            )
+            self.servers.append(replica)
             replica.start()
             wait_until(
                 lambda: replica.info("replication").get("master_link_status") == "up",
                 timeout=timeout,
                 what="the replica to sync",
             )
-            for s in self.sentinel_servers:
-                s.start()
+            quorum = self._count // 2 + 1
+            for i in range(self._count):
+                sentinel = RedisServer(
+                    name=f"sentinel-{i}",
+                    sentinel=True,
+                    config=[
+                        f"sentinel monitor {name} {HOST} {master.port} {quorum}",
+                        f"sentinel down-after-milliseconds {name} {self._down_after_ms}",
+                        f"sentinel failover-timeout {name} {self._failover_timeout_ms}",
+                        f"sentinel parallel-syncs {name} 1",
+                    ],
+                )
+                self.sentinel_servers.append(sentinel)
+                sentinel.start()
             self.wait_stable(timeout)
         except BaseException:
             self.close()
@@ -591,12 +600,8 @@ class RedisSentinel:
             others = sentinel.execute("SENTINEL", "SENTINELS", self.service_name)
         except redis.RedisError:
             return None
-        healthy = 0
-        for entry in replicas:
-            fields = dict(zip(entry[::2], entry[1::2], strict=True))
-            flags = fields.get("flags", "")
-            if "down" not in flags and "disconnected" not in flags:
-                healthy += 1
+        bad_flags = {"s_down", "o_down", "disconnected"}
+        healthy = sum(1 for r in replicas if not bad_flags & set(r["flags"].split(",")))
         return (int(addr[1]), healthy, len(others))
 
     def wait_stable(self, timeout: float = 30.0) -> None:
@@ -681,15 +686,3 @@ class RedisSentinel:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def running(*servers: RedisServer) -> Iterator[None]:
-    """Start the servers, and close them all on exit."""
-    try:
-        for server in servers:
-            server.start()
-        yield
-    finally:
-        for server in servers:
-            server.close()

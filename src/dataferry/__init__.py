@@ -5,9 +5,22 @@ private and may change without notice.
 """
 
 from dataferry._async._facade import AsyncDataFerry
-from dataferry._backends import DistributedCache
+from dataferry._backends import DistributedCache, RedisCache, SQLiteCache
 from dataferry._builder import Builder
-from dataferry._codec import Codec, Compressor, Encryptor, JsonSerializer, Serializer
+from dataferry._codec import (
+    AesGcmEncryptor,
+    Codec,
+    Compressor,
+    Encryptor,
+    GzipCompressor,
+    JsonSerializer,
+    Keyring,
+    Lz4Compressor,
+    MsgpackSerializer,
+    PickleSerializer,
+    Serializer,
+    ZstdCompressor,
+)
 from dataferry._errors import (
     CircuitOpenError,
     ConfigurationError,
@@ -28,6 +41,7 @@ from dataferry._sync._facade import DataFerry
 __version__ = "0.1.0"
 
 __all__ = [
+    "AesGcmEncryptor",
     "AsyncDataFerry",
     "Builder",
     "CircuitOpenError",
@@ -42,15 +56,23 @@ __all__ = [
     "Entry",
     "EntryOptions",
     "FactoryTimeoutError",
+    "GzipCompressor",
     "InvalidKeyError",
     "InvalidTenantError",
     "JsonSerializer",
+    "Keyring",
     "KeyringError",
+    "Lz4Compressor",
     "MemoryCache",
     "MemoryStats",
+    "MsgpackSerializer",
     "PayloadTooLargeError",
+    "PickleSerializer",
+    "RedisCache",
+    "SQLiteCache",
     "SerializationError",
     "Serializer",
     "Stats",
+    "ZstdCompressor",
     "__version__",
 ]

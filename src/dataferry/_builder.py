@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 from dataferry._backends import DistributedCache
-from dataferry._codec import Codec
+from dataferry._codec import (
+    AesGcmEncryptor,
+    Codec,
+    Compressor,
+    Encryptor,
+    GzipCompressor,
+    Keyring,
+    Lz4Compressor,
+    Serializer,
+    ZstdCompressor,
+)
 from dataferry._errors import ConfigurationError
 from dataferry._memory import MemoryCache
 from dataferry._options import EntryOptions
@@ -25,6 +35,7 @@ class Builder(Generic[C]):
     def __init__(self, cls: type[C]) -> None:
         self._cls = cls
         self._kwargs: dict[str, Any] = {}
+        self._codec_parts: dict[str, Any] = {}
 
     def with_memory(self, memory: MemoryCache | None = None, **kwargs: Any) -> Builder[C]:
         """Use ``memory`` as L1, or a new ``MemoryCache(**kwargs)``."""
@@ -46,7 +57,7 @@ class Builder(Generic[C]):
     def with_redis(
         self, url_or_client: Any, *, cluster: bool = False, **kwargs: Any
     ) -> Builder[C]:
-        """Use Redis as L2: a URL (``redis://``, ``rediss://``, ``unix://``) or a redis-py client."""
+        """Use Redis as L2: a URL (``redis://``, ``rediss://``, ``unix://``) or a client."""
         from dataferry._backends import RedisCache
 
         if isinstance(url_or_client, str):
@@ -62,8 +73,38 @@ class Builder(Generic[C]):
         return self.with_distributed(SQLiteCache(path))
 
     def with_codec(self, codec: Codec) -> Builder[C]:
-        """Use ``codec`` for L2 values."""
+        """Use ``codec`` for L2 values (instead of with_serializer/compression/encryption)."""
         self._kwargs["codec"] = codec
+        return self
+
+    def with_serializer(self, serializer: Serializer) -> Builder[C]:
+        """Encode L2 values with ``serializer`` (default: JSON on orjson)."""
+        self._codec_parts["serializer"] = serializer
+        return self
+
+    def with_compression(
+        self, compressor: str | Compressor = "zstd", *, min_size: int = 1024
+    ) -> Builder[C]:
+        """Compress L2 payloads of at least ``min_size`` bytes: "zstd", "gzip", "lz4" or one."""
+        if isinstance(compressor, str):
+            kinds: dict[str, type[ZstdCompressor | GzipCompressor | Lz4Compressor]] = {
+                "zstd": ZstdCompressor,
+                "gzip": GzipCompressor,
+                "lz4": Lz4Compressor,
+            }
+            if compressor not in kinds:
+                raise ConfigurationError(
+                    f"unknown compression {compressor!r}; use one of {sorted(kinds)}"
+                )
+            compressor = kinds[compressor](min_size=min_size)
+        self._codec_parts["compressor"] = compressor
+        return self
+
+    def with_encryption(self, keys: Keyring | Encryptor) -> Builder[C]:
+        """Encrypt L2 payloads with AES-256-GCM under ``keys`` (a Keyring or an Encryptor)."""
+        if isinstance(keys, Keyring):
+            keys = AesGcmEncryptor(keys)
+        self._codec_parts["encryptor"] = keys
         return self
 
     def with_namespace(self, namespace: str) -> Builder[C]:
@@ -88,4 +129,11 @@ class Builder(Generic[C]):
 
     def build(self) -> C:
         """Return the configured cache."""
-        return self._cls(**self._kwargs)
+        kwargs = dict(self._kwargs)
+        if self._codec_parts:
+            if "codec" in kwargs:
+                raise ConfigurationError(
+                    "with_codec() conflicts with with_serializer/compression/encryption()"
+                )
+            kwargs["codec"] = Codec(**self._codec_parts)
+        return self._cls(**kwargs)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["build_parser", "main"]
 
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -100,7 +101,7 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=_positive_int,
         default=None,
         metavar="N",
-        help="max entries of the L1 MemoryCache (default: a tenth of --keys)",
+        help="max entries of the L1 MemoryCache (default: a quarter of --keys)",
     )
     p.add_argument(
         "--zipf-s",
@@ -116,9 +117,7 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="MS",
         help=f"simulated network latency per database query (default: {d.db_latency_ms:g})",
     )
-    p.add_argument(
-        "--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})"
-    )
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
     p.add_argument(
         "--baseline-seconds",
         type=_positive_float,
@@ -141,6 +140,7 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _run_demo(args: argparse.Namespace) -> int:
     from dataferry._demo import DemoConfig, run_demo
+    from dataferry._errors import DistributedCacheError
 
     config = DemoConfig(
         duration=args.duration,
@@ -156,7 +156,12 @@ def _run_demo(args: argparse.Namespace) -> int:
         baseline_seconds=args.baseline_seconds,
         progress=not args.no_progress,
     )
-    run_demo(config)
+    try:
+        run_demo(config)
+    except DistributedCacheError as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        print(f"dataferry demo: the L2 cache can't be reached: {cause}", file=sys.stderr)
+        return 1
     return 0
 
 

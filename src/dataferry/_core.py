@@ -33,7 +33,8 @@ DEFAULT: Any = type("_Default", (), {"__repr__": lambda self: "DEFAULT"})()
 #: Sentinel for a cache miss, distinct from a cached ``None``.
 MISS: Any = type("_Miss", (), {"__repr__": lambda self: "MISS"})()
 
-_MAX_PAYLOAD = 8 * 1024 * 1024
+#: Most tags one entry may carry (each is checked against every tag invalidation on read).
+MAX_TAGS = 256
 
 
 class Core:
@@ -134,6 +135,8 @@ class Core:
         if isinstance(tags, (str, bytes)):
             raise ConfigurationError("tags must be an iterable of str, not a single str")
         out = tuple(tags)
+        if len(out) > MAX_TAGS:
+            raise ConfigurationError(f"at most {MAX_TAGS} tags per entry, got {len(out)}")
         for t in out:
             if not isinstance(t, str) or not t or len(t.encode("utf-8")) > 1024:
                 raise ConfigurationError(f"tags must be non-empty str of <= 1024 bytes: {t!r}")

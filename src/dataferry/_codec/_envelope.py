@@ -27,16 +27,19 @@ __all__ = [
     "FLAG_COMPRESSED",
     "FLAG_ENCRYPTED",
     "FLAG_SIGNED",
+    "FIXED_HEADER",
     "MAC_SIZE",
     "MAGIC",
     "NONCE_SIZE",
     "PLAIN_HEADER_SIZE",
+    "ParsedHeader",
     "SERIALIZER_NAMES",
     "VERSION",
     "EnvelopeError",
     "Header",
     "compressor_name",
     "pack_header",
+    "parse_header",
     "serializer_name",
     "unpack_header",
 ]
@@ -47,7 +50,11 @@ FLAG_COMPRESSED = 0x01
 FLAG_ENCRYPTED = 0x02
 FLAG_SIGNED = 0x04
 _KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_SIGNED
-_FLAG_NAMES = ((FLAG_COMPRESSED, "compressed"), (FLAG_ENCRYPTED, "encrypted"), (FLAG_SIGNED, "signed"))
+_FLAG_NAMES = (
+    (FLAG_COMPRESSED, "compressed"),
+    (FLAG_ENCRYPTED, "encrypted"),
+    (FLAG_SIGNED, "signed"),
+)
 NONCE_SIZE = 12
 MAC_SIZE = 32
 
@@ -58,6 +65,8 @@ COMPRESSOR_NAMES: dict[int, str] = {0: "none", 1: "zstd", 2: "gzip", 3: "lz4"}
 
 _FIXED = struct.Struct(">2sBBBBddH")
 _U16 = struct.Struct(">H")
+#: The fixed-size start of every header (magic .. tag count), for the codec's hot path.
+FIXED_HEADER = _FIXED
 #: Size of the header of an entry without tags, key id or nonce (the hot path).
 PLAIN_HEADER_SIZE = _FIXED.size + 1
 
@@ -187,8 +196,15 @@ def pack_header(
     return b"".join(parts)
 
 
-def unpack_header(data: bytes) -> Header:
-    """Parse the header at the start of ``data``; raise :class:`EnvelopeError` if malformed."""
+ParsedHeader = tuple[int, int, int, float, float, tuple[str, ...], str, bytes, int]
+
+
+def parse_header(data: bytes) -> ParsedHeader:
+    """Parse the header at the start of ``data`` into a tuple (the codec's fast form).
+
+    Returns ``(flags, serializer_id, compressor_id, created_at, logical_expiry, tags, key_id,
+    nonce, size)``; raises :class:`EnvelopeError` if malformed.
+    """
     try:
         magic, version, flags, ser, comp, created, expiry, ntags = _FIXED.unpack_from(data, 0)
     except struct.error:
@@ -203,22 +219,25 @@ def unpack_header(data: bytes) -> Header:
         raise EnvelopeError("compressor id disagrees with the compressed flag")
     pos = _FIXED.size
     n = len(data)
-    tags: list[str] = []
+    tags: tuple[str, ...] = ()
     try:
-        for _ in range(ntags):
-            (length,) = _U16.unpack_from(data, pos)
-            pos += 2
-            if pos + length > n:
-                raise EnvelopeError("truncated tag")
-            tags.append(bytes(data[pos : pos + length]).decode("utf-8"))
-            pos += length
+        if ntags:
+            found: list[str] = []
+            for _ in range(ntags):
+                (length,) = _U16.unpack_from(data, pos)
+                pos += 2
+                if pos + length > n:
+                    raise EnvelopeError("truncated tag")
+                found.append(bytes(data[pos : pos + length]).decode("utf-8"))
+                pos += length
+            tags = tuple(found)
         if pos >= n:
             raise EnvelopeError("truncated key id")
         kid_len = data[pos]
         pos += 1
         if pos + kid_len > n:
             raise EnvelopeError("truncated key id")
-        key_id = bytes(data[pos : pos + kid_len]).decode("ascii")
+        key_id = bytes(data[pos : pos + kid_len]).decode("ascii") if kid_len else ""
         pos += kid_len
     except (struct.error, UnicodeDecodeError) as exc:
         raise EnvelopeError(f"malformed header: {exc}") from None
@@ -230,4 +249,9 @@ def unpack_header(data: bytes) -> Header:
             raise EnvelopeError("truncated nonce")
         nonce = bytes(data[pos : pos + NONCE_SIZE])
         pos += NONCE_SIZE
-    return Header(version, flags, ser, comp, created, expiry, tuple(tags), key_id, nonce, pos)
+    return flags, ser, comp, created, expiry, tags, key_id, nonce, pos
+
+
+def unpack_header(data: bytes) -> Header:
+    """Parse the header at the start of ``data``; raise :class:`EnvelopeError` if malformed."""
+    return Header(VERSION, *parse_header(data))

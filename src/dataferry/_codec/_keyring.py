@@ -48,6 +48,7 @@ class Keyring:
     Raises:
         KeyringError: No keys, a malformed id, a key that is not 32 bytes, or a primary that is
             missing or not in ``keys``.
+
     """
 
     __slots__ = ("_keys", "_primary")
@@ -101,7 +102,9 @@ class Keyring:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise KeyringError(f"cannot read key file {os.fspath(path)!r}: {exc.__class__.__name__}") from None
+            raise KeyringError(
+                f"cannot read key file {os.fspath(path)!r}: {exc.__class__.__name__}"
+            ) from None
         lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
         return cls._from_entries(parse_key_list(",".join(lines)), f"key file {os.fspath(path)!r}")
 
@@ -128,6 +131,7 @@ class Keyring:
             credential: An Azure token credential (default: ``DefaultAzureCredential()``).
             transport: An ``azure.core`` HTTP transport (default: the SDK's).
             max_versions: How many versions (newest first, the current one included) to load.
+
         """
         from dataferry._codec._keyvault import load_key_vault_keys
 
@@ -195,6 +199,12 @@ class Keyring:
     def __reduce__(self) -> Any:
         # Pickling would copy key material into whatever stores the pickle.
         raise TypeError("Keyring cannot be pickled")
+
+    def __copy__(self) -> Keyring:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Keyring:
+        return self
 
 
 def parse_key_list(text: str) -> list[tuple[str, bytes]]:

@@ -1,0 +1,658 @@
+"""``dataferry demo``: a read-heavy workload through the hybrid cache, then without it.
+
+The demo is also an example to read. It builds a real SQLite "products" database in a
+temporary directory, then lets many asyncio tasks look products up by id, the popular ones far
+more often than the rest (Zipf), the way a shop's product pages are read::
+
+    cache = AsyncDataFerry(memory=MemoryCache(max_entries=2_500),     # L1: hot products
+                           distributed=SQLiteCache(path))              # L2: everything loaded
+    product = await cache.get_or_set(f"product:{pid}", lambda: db.load_product(pid))
+
+Every database query is a real ``sqlite3`` query (in a worker thread) preceded by a simulated
+network round trip (``--db-latency-ms``), so the baseline run without the cache shows what a
+trip to the database costs. The table at the end compares the two runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import secrets
+import sqlite3
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from array import array
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from dataferry._async._facade import AsyncDataFerry
+from dataferry._backends import DistributedCache, RedisCache, SQLiteCache
+from dataferry._events import Stats
+from dataferry._memory import MemoryCache
+
+__all__ = [
+    "WARM_UP",
+    "DemoConfig",
+    "DemoResult",
+    "ProductDatabase",
+    "RunResult",
+    "ZipfKeys",
+    "run_demo",
+]
+
+
+#: Share of the cached run counted as warm-up: the "warm" figures cover the rest.
+WARM_UP = 0.25
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs; the ``dataferry demo`` flags map one to one onto these fields.
+
+    Args:
+        duration: Seconds the cached run lasts (ignored when ``requests`` is set).
+        requests: Stop the cached run after this many requests instead.
+        concurrency: Concurrent asyncio tasks issuing requests.
+        keys: Products in the database (distinct keys).
+        l1_size: Max entries of the L1 (default: a quarter of ``keys``, so L2 has work too).
+        zipf_s: Zipf exponent: the product of popularity rank k is requested ~ 1/k**s.
+        seed: Seed of the data and of the request sequence (runs are reproducible).
+        db_latency_ms: Simulated network latency added to every database query.
+        redis_url: Use ``RedisCache.from_url(redis_url)`` as L2 instead of a SQLiteCache.
+        baseline: Also run the workload without the cache.
+        baseline_seconds: How long the baseline runs (it is slow, so it runs a short slice).
+        progress: Draw a progress bar on stderr.
+
+    """
+
+    duration: float = 8.0
+    requests: int | None = None
+    concurrency: int = 64
+    keys: int = 10_000
+    l1_size: int | None = None
+    zipf_s: float = 1.0
+    seed: int = 7
+    db_latency_ms: float = 2.0
+    redis_url: str | None = None
+    baseline: bool = True
+    baseline_seconds: float = 2.0
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One measured run (or part of one): how many requests, how long, what they cost.
+
+    Latencies are seconds per request as the caller saw them, waits included (for the
+    database, the L2, or another task loading the same key). ``stats`` counts what the cache
+    did during the run (``None`` for the run without a cache).
+    """
+
+    requests: int
+    seconds: float
+    database_queries: int
+    p50: float
+    p95: float
+    p99: float
+    stats: Stats | None = None
+
+    @property
+    def requests_per_second(self) -> float:
+        """Throughput of the run."""
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def l1_hit_ratio(self) -> float:
+        """Share of requests answered by the L1."""
+        s = self.stats
+        lookups = 0 if s is None else s.memory_hits + s.memory_misses
+        return s.memory_hits / lookups if s is not None and lookups else 0.0
+
+    @property
+    def l2_hit_ratio(self) -> float:
+        """Share of L2 lookups (L1 misses that led a load) answered by the L2."""
+        s = self.stats
+        lookups = 0 if s is None else s.distributed_hits + s.distributed_misses
+        return s.distributed_hits / lookups if s is not None and lookups else 0.0
+
+    @property
+    def hit_ratio(self) -> float:
+        """Share of lookups answered by L1 or L2 (``Stats.hit_ratio``)."""
+        return 0.0 if self.stats is None else self.stats.hit_ratio
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Everything the demo measured; :meth:`table` renders it.
+
+    ``cached`` is the whole run with the cache, from cold; ``warm`` is its part after the
+    first :data:`WARM_UP` of it, when the popular products are cached; ``baseline`` is the
+    same workload without the cache (``None`` with ``baseline=False``).
+    """
+
+    config: DemoConfig
+    l1_size: int
+    l2_name: str
+    cached: RunResult
+    warm: RunResult
+    baseline: RunResult | None
+    distinct_keys: int
+
+    @property
+    def stats(self) -> Stats:
+        """The cache's counters over the whole cached run."""
+        assert self.cached.stats is not None
+        return self.cached.stats
+
+    @property
+    def speedup(self) -> float | None:
+        """Requests/s with the cache (whole run) over requests/s without it (None: no baseline)."""
+        return self._speedup(self.cached)
+
+    @property
+    def warm_speedup(self) -> float | None:
+        """Requests/s with a warm cache over requests/s without it (None: no baseline)."""
+        return self._speedup(self.warm)
+
+    def _speedup(self, run: RunResult) -> float | None:
+        if self.baseline is None or self.baseline.requests_per_second == 0:
+            return None
+        return run.requests_per_second / self.baseline.requests_per_second
+
+    def table(self) -> str:
+        """Return the results as a plain-text table with a few lines of explanation."""
+        cfg, b = self.config, self.baseline
+        runs = [self.cached, self.warm, *([b] if b is not None else [])]
+
+        def row(
+            name: str, cell: Callable[[RunResult], str], cached_only: bool = False
+        ) -> list[str]:
+            cells = [cell(r) for r in runs]
+            if cached_only and b is not None:
+                cells[-1] = ""  # no cache, no hit ratio
+            return [name, *cells]
+
+        warm_share = f"{1 - WARM_UP:.0%}"
+        table = [
+            ["", "with DataFerry", f"warm (last {warm_share})", "without cache"][: len(runs) + 1],
+            row("requests", lambda r: f"{r.requests:,}"),
+            row("seconds", lambda r: f"{r.seconds:.1f}"),
+            row("requests/s", lambda r: f"{r.requests_per_second:,.0f}"),
+            row("latency p50", lambda r: _us(r.p50)),
+            row("latency p95", lambda r: _us(r.p95)),
+            row("latency p99", lambda r: _us(r.p99)),
+            row("factory calls (DB queries)", lambda r: f"{r.database_queries:,}"),
+            row("hit ratio L1", lambda r: f"{r.l1_hit_ratio:.1%}", cached_only=True),
+            row("hit ratio L2 (of L2 lookups)", lambda r: f"{r.l2_hit_ratio:.1%}", True),
+            row("hit ratio overall", lambda r: f"{r.hit_ratio:.1%}", cached_only=True),
+        ]
+        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+        lines = [
+            f"DataFerry demo: {cfg.concurrency} concurrent tasks, {cfg.keys:,} products, "
+            f"Zipf s={cfg.zipf_s:g}",
+            f"database: SQLite + {cfg.db_latency_ms:g} ms simulated network latency per query",
+            f"cache:    L1 MemoryCache(max_entries={self.l1_size:,}) + L2 {self.l2_name}",
+            "",
+        ]
+        for i, cells in enumerate(table):
+            text = f"{cells[0]:<{widths[0]}}" + "".join(
+                f"  {cell:>{w}}" for cell, w in zip(cells[1:], widths[1:], strict=True)
+            )
+            lines.append("  " + text.rstrip())
+            if i == 0:
+                lines.append("  " + "-" * (sum(widths) + 2 * (len(widths) - 1)))
+        c = self.cached
+        notes = [
+            f"The cache started empty: {c.requests:,} requests for {self.distinct_keys:,} "
+            f"distinct products cost {c.database_queries:,} database queries "
+            f"({c.database_queries / max(c.requests, 1):.2%} of the requests).",
+        ]
+        if b is not None and self.speedup is not None and self.warm_speedup is not None:
+            notes.append(
+                f"Without the cache every request is a database query. The baseline ran for "
+                f"{b.seconds:.1f} s only ({b.requests:,} requests); extrapolated at its "
+                f"{b.requests_per_second:,.0f} requests/s, the cached run's {c.requests:,} "
+                f"requests would take ~{c.requests / b.requests_per_second:,.0f} s instead of "
+                f"{c.seconds:.1f} s: {self.speedup:,.1f}x faster from a cold start, "
+                f"{self.warm_speedup:,.1f}x once warm."
+            )
+        if self.stats.distributed_errors:
+            notes.append(
+                f"Warning: {self.stats.distributed_errors:,} L2 errors (answered by the factory)."
+            )
+        lines.append("")
+        lines += (textwrap.fill(note, width=100) for note in notes)
+        return "\n".join(lines)
+
+
+def _us(seconds: float) -> str:
+    us = seconds * 1e6
+    return f"{us:,.1f} µs" if us < 100 else f"{us:,.0f} µs"
+
+
+# -- the database ---------------------------------------------------------------------------------
+
+_CATEGORIES = ("kitchen", "garden", "books", "toys", "outdoor", "office", "audio", "lighting")
+_ADJECTIVES = ("Compact", "Classic", "Rugged", "Smart", "Deluxe", "Eco", "Pro", "Mini", "Vintage")
+_NOUNS = ("Kettle", "Lamp", "Backpack", "Speaker", "Notebook", "Drill", "Tent", "Blender", "Chair")
+_COLORS = ("black", "white", "red", "blue", "green", "oak", "steel")
+
+_QUERY = """
+    SELECT p.id, p.sku, p.name, p.category, p.price_cents, p.stock, p.description,
+           p.attributes, p.updated_at, COUNT(r.id), AVG(r.rating)
+    FROM products AS p LEFT JOIN reviews AS r ON r.product_id = p.id
+    WHERE p.id = ?
+    GROUP BY p.id
+"""
+
+
+class ProductDatabase:
+    """A real SQLite database of products, read as if it were across a network.
+
+    :meth:`load_product` waits ``latency`` seconds (the simulated round trip), then runs a real
+    query in a worker thread, so the event loop keeps serving other tasks meanwhile.
+    """
+
+    def __init__(self, path: Path, *, latency: float) -> None:
+        self.path = path
+        self.latency = latency
+        self.queries = 0
+        # sqlite3 connections are per thread; keep them all to close them at the end.
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, path: Path, *, products: int, seed: int, latency: float) -> ProductDatabase:
+        """Create and fill the database file at ``path`` (reproducibly from ``seed``)."""
+        rng = random.Random(seed)
+        with sqlite3.connect(path) as conn:
+            conn.executescript(
+                """
+                CREATE TABLE products (
+                    id INTEGER PRIMARY KEY, sku TEXT NOT NULL, name TEXT NOT NULL,
+                    category TEXT NOT NULL, price_cents INTEGER NOT NULL, stock INTEGER NOT NULL,
+                    description TEXT NOT NULL, attributes TEXT NOT NULL, updated_at TEXT NOT NULL
+                );
+                CREATE TABLE reviews (
+                    id INTEGER PRIMARY KEY, product_id INTEGER NOT NULL, rating INTEGER NOT NULL
+                );
+                """
+            )
+            conn.executemany(
+                "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_fake_product(pid, rng) for pid in range(1, products + 1)),
+            )
+            conn.executemany(
+                "INSERT INTO reviews (product_id, rating) VALUES (?, ?)",
+                (
+                    (pid, rng.randint(1, 5))
+                    for pid in range(1, products + 1)
+                    for _ in range(rng.randint(0, 8))
+                ),
+            )
+            conn.execute("CREATE INDEX reviews_by_product ON reviews (product_id)")
+        conn.close()
+        return cls(path, latency=latency)
+
+    async def load_product(self, product_id: int) -> dict[str, Any]:
+        """Fetch one product (with its review summary) as a JSON-able dict."""
+        self.queries += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return await asyncio.to_thread(self._query, product_id)
+
+    def _query(self, product_id: int) -> dict[str, Any]:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                f"{self.path.as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        row = conn.execute(_QUERY, (product_id,)).fetchone()
+        if row is None:
+            raise LookupError(f"no product {product_id}")
+        pid, sku, name, category, price, stock, description, attributes, updated, n, avg = row
+        return {
+            "id": pid,
+            "sku": sku,
+            "name": name,
+            "category": category,
+            "price": {"amount_cents": price, "currency": "EUR"},
+            "stock": stock,
+            "description": description,
+            "attributes": json.loads(attributes),
+            "reviews": {"count": n, "average": round(avg, 2) if avg is not None else None},
+            "updated_at": updated,
+        }
+
+    def close(self) -> None:
+        """Close every connection the worker threads opened."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+def _fake_product(pid: int, rng: random.Random) -> tuple[Any, ...]:
+    adjective, noun = rng.choice(_ADJECTIVES), rng.choice(_NOUNS)
+    category = rng.choice(_CATEGORIES)
+    attributes = {
+        "color": rng.choice(_COLORS),
+        "weight_g": rng.randint(80, 9000),
+        "tags": rng.sample(("new", "sale", "bestseller", "eco", "gift", "limited"), 2),
+    }
+    description = (
+        f"The {adjective.lower()} {noun.lower()} for {category}: built to last, easy to clean, "
+        f"and backed by our {rng.randint(1, 5)}-year warranty. Ships in {rng.randint(1, 9)} days."
+    )
+    return (
+        pid,
+        f"SKU-{pid:07d}",
+        f"{adjective} {noun} {rng.randint(100, 999)}",
+        category,
+        rng.randint(199, 99_999),
+        rng.randint(0, 500),
+        description,
+        json.dumps(attributes),
+        f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T12:00:00Z",
+    )
+
+
+# -- the workload ---------------------------------------------------------------------------------
+
+
+class ZipfKeys:
+    """Product ids drawn with Zipf popularity: the product of rank k is drawn ~ 1/k**s.
+
+    Cumulative weights are computed once; each draw is then a bisection into them
+    (``random.choices(cum_weights=...)``). Ranks are shuffled over the ids, so popularity has
+    nothing to do with id order.
+    """
+
+    def __init__(self, n: int, s: float, rng: random.Random) -> None:
+        self._ids = list(range(1, n + 1))
+        rng.shuffle(self._ids)
+        self._cum_weights = list(itertools.accumulate(1.0 / rank**s for rank in range(1, n + 1)))
+        self._rng = rng
+
+    def draw(self, k: int) -> list[int]:
+        """Return ``k`` product ids."""
+        return self._rng.choices(self._ids, cum_weights=self._cum_weights, k=k)
+
+
+class _Progress:
+    """A dependency-free progress bar on a text stream.
+
+    On a terminal it redraws one line in place (with a carriage return) ten times a second;
+    otherwise (a log, a pipe, CI) it prints a line every two seconds, so logs stay readable.
+    """
+
+    def __init__(self, stream: TextIO | None, label: str, *, interval: float | None = None) -> None:
+        self._stream = stream
+        self._label = label
+        self._tty = stream is not None and stream.isatty()
+        self._interval = interval if interval is not None else (0.1 if self._tty else 2.0)
+        self._start = time.perf_counter()
+
+    async def run(self, fraction: Callable[[], float], count: Callable[[], int]) -> None:
+        """Redraw until cancelled; ``fraction()`` is the share done, ``count()`` the requests."""
+        if self._stream is None:
+            return
+        self._start = time.perf_counter()
+        while True:
+            await asyncio.sleep(self._interval)
+            done = fraction()
+            if done < 1.0:  # the final state is drawn once, by finish()
+                self._draw(done, count())
+
+    def finish(self, requests: int) -> None:
+        """Draw the final state and end the line."""
+        if self._stream is None:
+            return
+        self._draw(1.0, requests)
+        if self._tty:
+            self._stream.write("\n")
+        self._stream.flush()
+
+    def _draw(self, done: float, requests: int) -> None:
+        assert self._stream is not None
+        done = min(done, 1.0)
+        elapsed = time.perf_counter() - self._start
+        rate = requests / elapsed if elapsed > 0 else 0.0
+        status = f"{self._label} {done:4.0%} {requests:>11,} requests {rate:>9,.0f}/s"
+        if self._tty:
+            self._stream.write(f"\r[{'#' * int(done * 30):<30}] {status}")
+        else:
+            self._stream.write(status + "\n")
+        self._stream.flush()
+
+
+@dataclass(frozen=True)
+class _Trace:
+    """What :func:`_drive` saw: each request's latency, and when the warm part began."""
+
+    latencies: array[float]
+    seconds: float
+    warm_index: int  # requests completed before the warm part
+    warm_seconds: float  # duration of the warm part
+
+
+async def _drive(
+    request: Callable[[int], Awaitable[object]],
+    keys: ZipfKeys,
+    *,
+    concurrency: int,
+    seconds: float | None,
+    budget: int | None,
+    progress: _Progress,
+    on_warm: Callable[[], None] = lambda: None,
+) -> _Trace:
+    """Run ``request(product_id)`` from ``concurrency`` tasks until time or budget runs out.
+
+    ``on_warm()`` is called once, when the first :data:`WARM_UP` of the time or budget is
+    spent (to snapshot counters).
+    """
+    latencies: array[float] = array("d")  # one event loop thread: appends need no lock
+    issued = 0
+    start = time.perf_counter()
+    end = start + seconds if seconds is not None else float("inf")
+    limit = budget if budget is not None else sys.maxsize
+    warm_time = start + seconds * WARM_UP if seconds is not None else float("inf")
+    warm_count = int(budget * WARM_UP) if budget is not None else sys.maxsize
+    warm_at: tuple[int, float] | None = None
+
+    async def client() -> None:
+        nonlocal issued, warm_at
+        while True:
+            for product_id in keys.draw(64):
+                if issued >= limit:
+                    return
+                issued += 1
+                t0 = time.perf_counter()
+                await request(product_id)
+                t1 = time.perf_counter()
+                latencies.append(t1 - t0)
+                if warm_at is None and (t1 >= warm_time or len(latencies) >= warm_count):
+                    warm_at = (len(latencies), t1)
+                    on_warm()
+                if t1 >= end:
+                    return
+                # An L1 hit never suspends; yield as a server does between requests, so
+                # every client (and the progress bar) gets its turn.
+                await asyncio.sleep(0)
+
+    def fraction() -> float:
+        if budget is not None:
+            return len(latencies) / budget
+        return (time.perf_counter() - start) / (end - start)
+
+    reporter = asyncio.create_task(progress.run(fraction, lambda: len(latencies)))
+    try:
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    finally:
+        reporter.cancel()
+    stop = time.perf_counter()
+    progress.finish(len(latencies))
+    warm_index, warm_start = warm_at if warm_at is not None else (len(latencies), stop)
+    return _Trace(latencies, stop - start, warm_index, stop - warm_start)
+
+
+def _summarise(
+    latencies: Sequence[float], seconds: float, queries: int, stats: Stats | None = None
+) -> RunResult:
+    ordered = sorted(latencies)
+    n = len(ordered)
+
+    def pct(q: float) -> float:
+        return ordered[min(n - 1, int(q * n))] if n else 0.0
+
+    return RunResult(
+        requests=n,
+        seconds=seconds,
+        database_queries=queries,
+        p50=pct(0.50),
+        p95=pct(0.95),
+        p99=pct(0.99),
+        stats=stats,
+    )
+
+
+def _stats_between(before: Stats, after: Stats) -> Stats:
+    """The counters of what happened between two snapshots (sizes are taken from ``after``)."""
+    counts = after.as_dict()
+    for name, value in before.as_dict().items():
+        if name not in ("memory_entries", "memory_weight"):
+            counts[name] -= value
+    return Stats(**counts)
+
+
+# -- the demo -------------------------------------------------------------------------------------
+
+
+def _make_l2(config: DemoConfig, workdir: Path) -> tuple[DistributedCache, str]:
+    """Return the L2 backend and its description."""
+    if config.redis_url is not None:
+        return RedisCache.from_url(config.redis_url), f"RedisCache ({config.redis_url})"
+    return SQLiteCache(workdir / "l2-cache.sqlite"), "SQLiteCache (embedded, no server)"
+
+
+async def _demo(config: DemoConfig, out: TextIO, err: TextIO) -> DemoResult:
+    with tempfile.TemporaryDirectory(prefix="dataferry-demo-") as tmp:
+        workdir = Path(tmp)
+        err.write(f"creating a SQLite database of {config.keys:,} products...\n")
+        db = await asyncio.to_thread(
+            ProductDatabase.create,
+            workdir / "products.sqlite",
+            products=config.keys,
+            seed=config.seed,
+            latency=config.db_latency_ms / 1000,
+        )
+        try:
+            return await _measure(config, db, workdir, out, err)
+        finally:
+            db.close()
+
+
+async def _measure(
+    config: DemoConfig, db: ProductDatabase, workdir: Path, out: TextIO, err: TextIO
+) -> DemoResult:
+    l1_size = config.l1_size if config.l1_size is not None else max(1, config.keys // 4)
+    l2, l2_name = _make_l2(config, workdir)
+    # A namespace of its own per run: a shared Redis never mixes this run with others.
+    namespace = f"dataferry-demo-{secrets.token_hex(4)}"
+    cache = AsyncDataFerry(
+        memory=MemoryCache(max_entries=l1_size),
+        distributed=l2,
+        namespace=namespace,
+        default_ttl=600,
+    )
+    async with cache:
+        # Fail early and clearly when the L2 can't be reached (the cache itself would just
+        # count the errors and carry on without L2).
+        await l2.aget(f"{namespace}:ping")
+
+        requested: set[int] = set()
+
+        async def cached_request(product_id: int) -> object:
+            requested.add(product_id)
+            return await cache.get_or_set(
+                f"product:{product_id}", lambda: db.load_product(product_id)
+            )
+
+        at_warm: list[tuple[Stats, int]] = []
+        trace = await _drive(
+            cached_request,
+            ZipfKeys(config.keys, config.zipf_s, random.Random(config.seed)),
+            concurrency=config.concurrency,
+            seconds=None if config.requests is not None else config.duration,
+            budget=config.requests,
+            progress=_Progress(err if config.progress else None, "with cache   "),
+            on_warm=lambda: at_warm.append((cache.stats(), db.queries)),
+        )
+        stats = cache.stats()
+        warm_stats, warm_queries = at_warm[0] if at_warm else (stats, db.queries)
+        cached = _summarise(trace.latencies, trace.seconds, db.queries, stats)
+        warm = _summarise(
+            trace.latencies[trace.warm_index :],
+            trace.warm_seconds,
+            db.queries - warm_queries,
+            _stats_between(warm_stats, stats),
+        )
+        if config.redis_url is not None:  # leave a shared server as we found it
+            await cache.remove_many([f"product:{pid}" for pid in requested])
+
+    baseline = None
+    if config.baseline:
+        db.queries = 0
+        trace = await _drive(
+            db.load_product,
+            ZipfKeys(config.keys, config.zipf_s, random.Random(config.seed)),
+            concurrency=config.concurrency,
+            seconds=config.baseline_seconds,
+            budget=None,
+            progress=_Progress(err if config.progress else None, "without cache"),
+        )
+        baseline = _summarise(trace.latencies, trace.seconds, db.queries)
+
+    result = DemoResult(
+        config=config,
+        l1_size=l1_size,
+        l2_name=l2_name,
+        cached=cached,
+        warm=warm,
+        baseline=baseline,
+        distinct_keys=len(requested),
+    )
+    out.write(result.table() + "\n")
+    out.flush()
+    return result
+
+
+def run_demo(
+    config: DemoConfig | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> DemoResult:
+    """Run the demo (``asyncio.run``), print its table to ``out`` and return the results.
+
+    Progress goes to ``err`` (default: ``sys.stderr``). Raises
+    :class:`~dataferry.DistributedCacheError` when the L2 (e.g. ``--redis``) can't be reached.
+    """
+    config = config if config is not None else DemoConfig()
+    return asyncio.run(
+        _demo(
+            config, out if out is not None else sys.stdout, err if err is not None else sys.stderr
+        )
+    )
