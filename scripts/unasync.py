@@ -21,7 +21,7 @@ DIRS = [
 
 # L2 / helper method names whose async form carries an "a" prefix.
 _PREFIXED = (
-    "aget_many|aget|aset_many|aset|areplace|adelete_many|adelete|aclose|acall|aping|"
+    "aget_many|aget|aset_many|aset|areplace|adelete_many|adelete|aclose|acall|aping|attl|"
     "apublish|asubscribe|arun|aload|aload_many|asave|adelete_source|aseed|await_all"
 )
 

@@ -232,6 +232,18 @@ async def test_replace_keeps_the_remaining_ttl(l2: Half) -> None:
     await wait_until(lambda: l2.gone("k"))
 
 
+async def test_ttl_reports_the_time_left(l2: Half) -> None:
+    assert await l2.ttl("k") is None
+    await l2.set("k", b"v", 60)
+    left = await l2.ttl("k")
+    assert left is not None
+    assert 0 < left <= 60
+    await l2.replace("k", b"w")
+    left_after = await l2.ttl("k")
+    assert left_after is not None
+    assert left_after <= left
+
+
 async def test_every_byte_value_round_trips(l2: Half) -> None:
     values = {"all": ALL_BYTES * 3, "empty": b"", "nul": b"\x00" * 7, "high": b"\xff\xfe\x80"}
     for key, value in values.items():

@@ -110,6 +110,17 @@ class AsyncRedisOps:
         except DRIVER_ERRORS as exc:
             raise failed("SET XX", exc) from exc
 
+    async def attl(self, key: str, /) -> float | None:
+        """Return the seconds ``key`` has left (``PTTL``); None if absent or without expiry."""
+        client = self._async_client
+        if client is None:
+            client = self._async_connect()
+        try:
+            ms = int(await client.pttl(key))
+        except DRIVER_ERRORS as exc:
+            raise failed("PTTL", exc) from exc
+        return ms / 1000 if ms >= 0 else None
+
     async def adelete(self, key: str, /) -> bool:
         """Delete ``key`` (``DEL``); return whether it existed."""
         client = self._async_client

@@ -39,6 +39,10 @@ class DistributedCache(Protocol):
         """Overwrite an existing key keeping its remaining TTL; return whether it existed."""
         ...
 
+    async def attl(self, key: str, /) -> float | None:
+        """Return the seconds ``key`` has left in the store, or ``None`` if absent."""
+        ...
+
     async def adelete(self, key: str, /) -> bool:
         """Delete ``key``; return whether it existed."""
         ...
@@ -69,6 +73,10 @@ class DistributedCache(Protocol):
 
     def replace(self, key: str, value: bytes, /) -> bool:
         """Sync :meth:`areplace`."""
+        ...
+
+    def ttl(self, key: str, /) -> float | None:
+        """Sync :meth:`attl`."""
         ...
 
     def delete(self, key: str, /) -> bool:

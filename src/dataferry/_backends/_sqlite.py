@@ -225,6 +225,18 @@ class SQLiteCache:
 
         return self._run(op)
 
+    def ttl(self, key: str, /) -> float | None:
+        """Return the seconds ``key`` has left, or None if absent or expired."""
+
+        def op(conn: sqlite3.Connection) -> float | None:
+            now = time.time()
+            row = conn.execute(
+                f"SELECT expires_at FROM {_TABLE} WHERE key = ? AND expires_at > ?", (key, now)
+            ).fetchone()
+            return None if row is None else float(row[0]) - now
+
+        return self._run(op)
+
     def delete(self, key: str, /) -> bool:
         """Delete ``key``; return whether it existed (and had not expired)."""
 
@@ -288,6 +300,10 @@ class SQLiteCache:
     async def areplace(self, key: str, value: bytes, /) -> bool:
         """Async :meth:`replace` (in a worker thread)."""
         return await asyncio.to_thread(self.replace, key, value)
+
+    async def attl(self, key: str, /) -> float | None:
+        """Async :meth:`ttl` (in a worker thread)."""
+        return await asyncio.to_thread(self.ttl, key)
 
     async def adelete(self, key: str, /) -> bool:
         """Async :meth:`delete` (in a worker thread)."""

@@ -111,6 +111,17 @@ class RedisOps:
         except DRIVER_ERRORS as exc:
             raise failed("SET XX", exc) from exc
 
+    def ttl(self, key: str, /) -> float | None:
+        """Return the seconds ``key`` has left (``PTTL``); None if absent or without expiry."""
+        client = self._sync_client
+        if client is None:
+            client = self._sync_connect()
+        try:
+            ms = int(client.pttl(key))
+        except DRIVER_ERRORS as exc:
+            raise failed("PTTL", exc) from exc
+        return ms / 1000 if ms >= 0 else None
+
     def delete(self, key: str, /) -> bool:
         """Delete ``key`` (``DEL``); return whether it existed."""
         client = self._sync_client
