@@ -124,13 +124,14 @@ def test_demo_command_prints_the_table(capsys: pytest.CaptureFixture[str]) -> No
 def test_unreachable_redis_exits_1(
     redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"{redis_server.url}/0"
+    url = f"redis://:hunter2@127.0.0.1:{redis_server.port}/0"
     redis_server.close()  # a port where nobody answers any more
     argv = ["demo", "--redis", url, "--requests", "10", "--keys", "20", "--no-baseline"]
     assert main([*argv, "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("creating a SQLite database")
     assert "dataferry demo: the L2 cache can't be reached:" in err
+    assert "hunter2" not in err
 
 
 def test_ctrl_c_exits_130_without_a_traceback(

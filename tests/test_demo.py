@@ -128,8 +128,8 @@ def test_demo_against_redis(redis_url: str) -> None:
     result = run_demo(tiny(redis_url=redis_url, baseline=False), out=out, err=io.StringIO())
 
     check_cached_run(result)
-    assert result.l2_name == f"RedisCache ({redis_url})"
-    assert f"L2 RedisCache ({redis_url})" in out.getvalue()
+    assert result.l2_name == f"RedisCache(url='{redis_url}')"
+    assert f"L2 RedisCache(url='{redis_url}')" in out.getvalue()
     # The demo leaves the shared server as it found it.
     with redis.Redis.from_url(redis_url) as client:
         assert client.keys("dataferry-demo-*") == []
@@ -274,7 +274,7 @@ def test_table_warns_about_l2_errors() -> None:
     result = DemoResult(
         config=DemoConfig(),
         l1_size=5,
-        l2_name="RedisCache (redis://127.0.0.1:1/0)",
+        l2_name="RedisCache(url='redis://127.0.0.1:1/0')",
         cached=run,
         warm=run,
         baseline=None,

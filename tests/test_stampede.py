@@ -170,3 +170,61 @@ def test_sync_cache_refuses_async_factory() -> None:
     with pytest.raises(df.ConfigurationError, match="async factory"):
         cache.get_or_set("k", load)
     assert cache.try_get("k") == (False, None)
+
+
+class GatedL2:
+    """A chaos wrapper around a real backend: reads wait until the gate opens."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+        self.reads = 0
+
+    async def aget(self, key: str) -> Any:
+        self.reads += 1
+        await self.gate.wait()
+        return await self.inner.aget(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_cancelling_the_first_caller_during_the_l2_read_hands_the_flight_over(
+    tmp_path: Any,
+) -> None:
+    l2 = GatedL2(df.SQLiteCache(str(tmp_path / "l2.sqlite")))
+    cache = df.AsyncDataFerry(distributed=l2)  # type: ignore[arg-type]
+    calls = 0
+
+    async def load() -> str:
+        nonlocal calls
+        calls += 1
+        return "value"
+
+    first = asyncio.ensure_future(cache.get_or_set("k", load))
+    await asyncio.sleep(0)
+    assert l2.reads == 1  # the first caller is inside the L2 read
+    second = asyncio.ensure_future(cache.get_or_set("k", load))
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    l2.gate.set()
+    assert await second == "value"
+    assert calls == 1
+    assert cache.stats().stampede_joins == 1
+
+
+async def test_l2_hit_is_shared_by_concurrent_callers(tmp_path: Any) -> None:
+    inner = df.SQLiteCache(str(tmp_path / "l2.sqlite"))
+    async with df.AsyncDataFerry(distributed=inner, namespace="n") as writer:
+        await writer.set("k", {"from": "l2"})
+    l2 = GatedL2(inner)
+    cache = df.AsyncDataFerry(distributed=l2, namespace="n")  # type: ignore[arg-type]
+    tasks = [asyncio.ensure_future(cache.get_or_set("k", lambda: "factory")) for _ in range(20)]
+    await asyncio.sleep(0)
+    l2.gate.set()
+    results = await asyncio.gather(*tasks)
+    assert results == [{"from": "l2"}] * 20
+    assert l2.reads == 1  # one L2 round trip for twenty callers
+    assert cache.stats().factory_calls == 0

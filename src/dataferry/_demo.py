@@ -543,7 +543,8 @@ def _stats_between(before: Stats, after: Stats) -> Stats:
 def _make_l2(config: DemoConfig, workdir: Path) -> tuple[DistributedCache, str]:
     """Return the L2 backend and its description."""
     if config.redis_url is not None:
-        return RedisCache.from_url(config.redis_url), f"RedisCache ({config.redis_url})"
+        redis = RedisCache.from_url(config.redis_url)
+        return redis, repr(redis)  # the repr hides a password in the URL
     return SQLiteCache(workdir / "l2-cache.sqlite"), "SQLiteCache (embedded, no server)"
 
 

@@ -1,7 +1,10 @@
 """Single-flight: concurrent callers of one key share one computation (stampede protection).
 
-Two hand-written twins, because their primitives differ: asyncio tasks and futures for the
-async facade, threads and ``concurrent.futures.Future`` for the sync one.
+A flight has two phases: a cheap one (the L2 read) that the first caller runs inline, and an
+expensive one (the factory) that runs only when the cheap one misses. Later callers join the
+flight and get its result. Two hand-written twins, because their primitives differ: asyncio
+futures and tasks for the async facade, threads and ``concurrent.futures.Future`` for the sync
+one.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from dataferry._core import MISS
 from dataferry._events import CacheEvents
 
 __all__ = ["AsyncSingleFlight", "SingleFlight"]
@@ -20,38 +24,83 @@ T = TypeVar("T")
 
 
 class AsyncSingleFlight:
-    """Run at most one ``fn()`` per key at a time; later callers await the same result.
+    """At most one computation per key at a time; later callers await the same result.
 
-    The computation runs in its own task and every caller (the first one too) awaits it
-    through :func:`asyncio.shield`, so a caller that is cancelled or times out stops waiting
-    without cancelling the work the others are waiting for. An exception reaches every
-    waiter and nothing is remembered: the next caller starts afresh.
+    The first caller runs ``inline()`` itself (no task: an L2 hit costs one future), and on
+    ``MISS`` starts ``background()`` in its own task. Every caller awaits the result through
+    :func:`asyncio.shield`, so a caller that is cancelled or times out stops waiting without
+    cancelling the work the others wait for; if the first caller is cancelled during
+    ``inline()``, a task takes the flight over. An exception reaches every waiter and is not
+    remembered: the next caller starts afresh.
     """
 
     __slots__ = ("_events", "_flights")
 
     def __init__(self, events: CacheEvents) -> None:
-        self._flights: dict[str, asyncio.Task[Any]] = {}
+        self._flights: dict[str, asyncio.Future[Any]] = {}
         self._events = events
 
-    async def run(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Return ``await fn()``, shared with every concurrent caller for ``key``."""
-        task = self._flights.get(key)
-        if task is None:
-            task = asyncio.ensure_future(fn())
-            self._flights[key] = task
-            task.add_done_callback(lambda t, k=key: self._done(k, t))  # type: ignore[misc]
-        else:
+    async def run(
+        self,
+        key: str,
+        inline: Callable[[], Awaitable[Any]],
+        background: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        """Return ``inline()``'s value, or ``background()``'s when it returns ``MISS``."""
+        flights = self._flights
+        fut = flights.get(key)
+        if fut is not None:
             self._events.stampede_joins += 1
-        return await asyncio.shield(task)
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        flights[key] = fut
+        try:
+            result = await inline()
+        except asyncio.CancelledError:
+            self._spawn(key, fut, self._whole(inline, background))
+            raise
+        except BaseException as exc:
+            self._settle(key, fut, None, exc)
+            raise
+        if result is not MISS:
+            self._settle(key, fut, result, None)
+            return result
+        self._spawn(key, fut, background())
+        return await asyncio.shield(fut)
 
-    def _done(self, key: str, task: asyncio.Task[Any]) -> None:
-        if self._flights.get(key) is task:
+    @staticmethod
+    async def _whole(
+        inline: Callable[[], Awaitable[Any]], background: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        result = await inline()
+        return await background() if result is MISS else result
+
+    def _spawn(self, key: str, fut: asyncio.Future[Any], work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if t.cancelled():
+                self._settle(key, fut, None, asyncio.CancelledError())
+            else:
+                exc = t.exception()
+                self._settle(key, fut, None if exc else t.result(), exc)
+
+        task.add_done_callback(done)
+
+    def _settle(
+        self, key: str, fut: asyncio.Future[Any], result: Any, exc: BaseException | None
+    ) -> None:
+        if self._flights.get(key) is fut:
             del self._flights[key]
-        if not task.cancelled():
-            # Mark the exception retrieved: when every waiter was cancelled nobody reads it,
-            # and asyncio would log "exception was never retrieved" for an expected failure.
-            task.exception()
+        if fut.done():
+            return
+        if exc is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(exc)
+            # Mark it retrieved: when nobody joined, nobody reads it, and asyncio would log
+            # "exception was never retrieved" for a failure that was already raised.
+            fut.exception()
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -67,8 +116,8 @@ class SingleFlight:
         self._lock = threading.Lock()
         self._events = events
 
-    def run(self, key: str, fn: Callable[[], T]) -> T:
-        """Return ``fn()``, shared with every concurrent caller for ``key``."""
+    def run(self, key: str, inline: Callable[[], Any], background: Callable[[], Any]) -> Any:
+        """Return ``inline()``'s value, or ``background()``'s when it returns ``MISS``."""
         with self._lock:
             fut = self._flights.get(key)
             leader = fut is None
@@ -76,9 +125,11 @@ class SingleFlight:
                 fut = self._flights[key] = Future()
         if not leader:
             self._events.stampede_joins += 1
-            return fut.result()  # type: ignore[no-any-return]
+            return fut.result()
         try:
-            result = fn()
+            result = inline()
+            if result is MISS:
+                result = background()
         except BaseException as exc:
             fut.set_exception(exc)
             raise

@@ -187,29 +187,37 @@ class AsyncDataFerry:
             if value is not MISS:
                 return value  # type: ignore[no-any-return]
 
-        async def load() -> Any:
-            return await self._load(skey, factory, opts, tag_tuple, type)
+        async def read() -> Any:
+            return await self._read_l2(skey, opts, type)
 
-        result: T = await self._flights.run(skey, load)
+        async def produce() -> Any:
+            return await self._produce(skey, factory, opts, tag_tuple)
+
+        result: T = await self._flights.run(skey, read, produce)
         return result
 
-    async def _load(
+    async def _read_l2(self, skey: str, opts: EntryOptions, type: Any) -> Any:
+        """The flight's first phase: a fresh L2 entry (also put in L1), or MISS."""
+        core = self._core
+        if core.use_l2(opts) is None:
+            return MISS
+        dec = core.fresh(skey, await self._l2_get(skey), self._tenant, type)
+        if dec is MISS:
+            return MISS
+        memory = core.use_memory(opts)
+        if memory is not None:
+            memory.set(skey, dec.value, core.l1_ttl(opts, dec.logical_expiry, time.time()))
+        return dec.value
+
+    async def _produce(
         self,
         skey: str,
         factory: AsyncFactory[Any],
         opts: EntryOptions,
         tags: tuple[str, ...],
-        type: Any,
     ) -> Any:
-        """Run once per key at a time (inside the single flight): L2, then the factory."""
+        """The flight's second phase, on a miss: run the factory and store its value."""
         core = self._core
-        if core.use_l2(opts) is not None:
-            dec = core.fresh(skey, await self._l2_get(skey), self._tenant, type)
-            if dec is not MISS:
-                memory = core.use_memory(opts)
-                if memory is not None:
-                    memory.set(skey, dec.value, core.l1_ttl(opts, dec.logical_expiry, time.time()))
-                return dec.value
         core.events.factory_calls += 1
         try:
             result = await acall(factory)
@@ -263,14 +271,7 @@ class AsyncDataFerry:
             value = memory.get(skey, MISS)
             if value is not MISS:
                 return value
-        if core.use_l2(opts) is None:
-            return MISS
-        dec = core.fresh(skey, await self._l2_get(skey), self._tenant, type)
-        if dec is MISS:
-            return MISS
-        if memory is not None:
-            memory.set(skey, dec.value, core.l1_ttl(opts, dec.logical_expiry, time.time()))
-        return dec.value
+        return await self._read_l2(skey, opts, type)
 
     async def exists(self, key: str, *, options: EntryOptions | None = None) -> bool:
         """Return whether ``key`` holds a fresh value in L1 or L2."""

@@ -188,29 +188,37 @@ class DataFerry:
             if value is not MISS:
                 return value  # type: ignore[no-any-return]
 
-        def load() -> Any:
-            return self._load(skey, factory, opts, tag_tuple, type)
+        def read() -> Any:
+            return self._read_l2(skey, opts, type)
 
-        result: T = self._flights.run(skey, load)
+        def produce() -> Any:
+            return self._produce(skey, factory, opts, tag_tuple)
+
+        result: T = self._flights.run(skey, read, produce)
         return result
 
-    def _load(
+    def _read_l2(self, skey: str, opts: EntryOptions, type: Any) -> Any:
+        """The flight's first phase: a fresh L2 entry (also put in L1), or MISS."""
+        core = self._core
+        if core.use_l2(opts) is None:
+            return MISS
+        dec = core.fresh(skey, self._l2_get(skey), self._tenant, type)
+        if dec is MISS:
+            return MISS
+        memory = core.use_memory(opts)
+        if memory is not None:
+            memory.set(skey, dec.value, core.l1_ttl(opts, dec.logical_expiry, time.time()))
+        return dec.value
+
+    def _produce(
         self,
         skey: str,
         factory: Factory[Any],
         opts: EntryOptions,
         tags: tuple[str, ...],
-        type: Any,
     ) -> Any:
-        """Run once per key at a time (inside the single flight): L2, then the factory."""
+        """The flight's second phase, on a miss: run the factory and store its value."""
         core = self._core
-        if core.use_l2(opts) is not None:
-            dec = core.fresh(skey, self._l2_get(skey), self._tenant, type)
-            if dec is not MISS:
-                memory = core.use_memory(opts)
-                if memory is not None:
-                    memory.set(skey, dec.value, core.l1_ttl(opts, dec.logical_expiry, time.time()))
-                return dec.value
         core.events.factory_calls += 1
         try:
             result = call(factory)
@@ -264,14 +272,7 @@ class DataFerry:
             value = memory.get(skey, MISS)
             if value is not MISS:
                 return value
-        if core.use_l2(opts) is None:
-            return MISS
-        dec = core.fresh(skey, self._l2_get(skey), self._tenant, type)
-        if dec is MISS:
-            return MISS
-        if memory is not None:
-            memory.set(skey, dec.value, core.l1_ttl(opts, dec.logical_expiry, time.time()))
-        return dec.value
+        return self._read_l2(skey, opts, type)
 
     def exists(self, key: str, *, options: EntryOptions | None = None) -> bool:
         """Return whether ``key`` holds a fresh value in L1 or L2."""
