@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from dataferry._core import MISS
@@ -106,39 +105,67 @@ class AsyncSingleFlight:
         return len(self._flights)
 
 
+class _Flight:
+    """One in-progress computation of the sync twin; the Event is made only if someone waits."""
+
+    __slots__ = ("error", "event", "result")
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.event: threading.Event | None = None
+
+
 class SingleFlight:
-    """Thread twin of :class:`AsyncSingleFlight`: the first thread computes, others wait."""
+    """Thread twin of :class:`AsyncSingleFlight`: the first thread computes, others wait.
+
+    The uncontended path takes the lock twice and allocates one small object; a
+    ``threading.Event`` is created only when a second thread actually joins.
+    """
 
     __slots__ = ("_events", "_flights", "_lock")
 
     def __init__(self, events: CacheEvents) -> None:
-        self._flights: dict[str, Future[Any]] = {}
+        self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self._events = events
 
     def run(self, key: str, inline: Callable[[], Any], background: Callable[[], Any]) -> Any:
         """Return ``inline()``'s value, or ``background()``'s when it returns ``MISS``."""
-        with self._lock:
-            fut = self._flights.get(key)
-            leader = fut is None
-            if fut is None:
-                fut = self._flights[key] = Future()
-        if not leader:
+        lock = self._lock
+        wait: threading.Event | None = None
+        with lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+            else:
+                wait = flight.event
+                if wait is None:
+                    wait = flight.event = threading.Event()
+        if wait is not None:
             self._events.stampede_joins += 1
-            return fut.result()
+            wait.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.result
         try:
             result = inline()
             if result is MISS:
                 result = background()
         except BaseException as exc:
-            fut.set_exception(exc)
+            flight.error = exc
             raise
         else:
-            fut.set_result(result)
+            flight.result = result
             return result
         finally:
-            with self._lock:
+            # Publish under the lock: a joiner either sees the flight gone (and starts its
+            # own) or registered its Event before we read it here.
+            with lock:
                 del self._flights[key]
+                done = flight.event
+            if done is not None:
+                done.set()
 
     def __len__(self) -> int:
         return len(self._flights)
