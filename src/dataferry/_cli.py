@@ -165,11 +165,92 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- dataferry inspect ----------------------------------------------------------------------------
+
+
+def _add_inspect(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "inspect",
+        help="show what an L2 entry holds: envelope metadata, TTL and (with keys) the value",
+        description=(
+            "Read one entry from Redis or a SQLite L2 and print its envelope (format version, "
+            "flags, serializer, compressor, key id, created, logical expiry, tags), its stored "
+            "size and TTL left and, when it can be decoded, its value. Encrypted or signed "
+            "entries are decoded only with --keys-env. Keys are never printed."
+        ),
+    )
+    p.add_argument("key", help="the cache key (or, with --raw-key, the full storage key)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--redis", metavar="URL", help="read from Redis at URL")
+    where.add_argument("--sqlite", metavar="PATH", help="read from the SQLiteCache file PATH")
+    p.add_argument("--cluster", action="store_true", help="URL is a Redis Cluster node")
+    p.add_argument(
+        "--namespace", default="dataferry", help="the cache's namespace (default: dataferry)"
+    )
+    p.add_argument("--tenant", default=None, help="the tenant id, for a tenant view's key")
+    p.add_argument("--raw-key", action="store_true", help="KEY is the full storage key, used as is")
+    p.add_argument(
+        "--keys-env",
+        metavar="NAME",
+        default=None,
+        help="environment variable holding the keyring (id:base64,...) to decode the value",
+    )
+    p.add_argument("--no-value", action="store_true", help="never decode or print the value")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from dataferry._backends import RedisCache, SQLiteCache
+    from dataferry._codec import Keyring
+    from dataferry._errors import DataFerryError, DistributedCacheError
+    from dataferry._inspect import inspect_entry
+    from dataferry._keys import check_id, check_key, key_prefix
+
+    try:
+        if args.raw_key:
+            storage_key = check_key(args.key)
+        else:
+            tenant = None if args.tenant is None else check_id(args.tenant, "tenant id")
+            storage_key = key_prefix(check_id(args.namespace, "namespace"), tenant) + check_key(
+                args.key
+            )
+        keyring = None if args.keys_env is None else Keyring.from_env(args.keys_env)
+    except DataFerryError as exc:
+        print(f"dataferry inspect: {exc}", file=sys.stderr)
+        return 2
+    backend = (
+        RedisCache.from_url(args.redis, cluster=args.cluster)
+        if args.redis is not None
+        else SQLiteCache(args.sqlite)
+    )
+    try:
+        data = backend.get(storage_key)
+        ttl = backend.ttl(storage_key) if data is not None else None
+    except DistributedCacheError as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        print(f"dataferry inspect: the L2 cache can't be read: {cause}", file=sys.stderr)
+        return 1
+    finally:
+        backend.close()
+    found = inspect_entry(
+        storage_key, data, ttl_left=ttl, keyring=keyring, show_value=not args.no_value
+    )
+    if args.json:
+        print(json.dumps(found.as_dict(), indent=2, default=repr, ensure_ascii=False))
+    else:
+        print(found.render())
+    return 0 if found.found else 3
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 #: One function per subcommand, in the order ``--help`` lists them.
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _add_demo,
+    _add_inspect,
 )
 
 

@@ -53,6 +53,7 @@ class TinyLfuPolicy:
     __slots__ = (
         "_candidate",
         "_count",
+        "_full",
         "_maximum",
         "_previous_rate",
         "_probation",
@@ -90,6 +91,7 @@ class TinyLfuPolicy:
         self._samples = 0
         self._sample_hits = 0
         self._previous_rate = 0.0
+        self._full = False  # whether anything was evicted yet
         self._step = _INITIAL_STEP * _STEP_PERCENT * maximum
 
     def __len__(self) -> int:
@@ -167,6 +169,7 @@ class TinyLfuPolicy:
 
     def select_victim(self) -> str:
         """Return (and forget) the loser of candidate vs victim, else main's LRU entry."""
+        self._full = True
         probation = self._probation
         candidate, self._candidate = self._candidate, None
         if candidate is not None and candidate in probation:
@@ -217,6 +220,11 @@ class TinyLfuPolicy:
             probation[key] = weight
 
     def _climb(self) -> None:
+        if not self._full:
+            # Still filling up: the hit rate rises whatever the window does, so a sample
+            # would mislead the climber. Start from the first full period.
+            self._samples = self._sample_hits = 0
+            return
         hit_rate = self._sample_hits / self._samples
         change = hit_rate - self._previous_rate
         amount = self._step if change >= 0 else -self._step
