@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _traces import default_trace_dir, find_traces, load_trace, trace_name  # noqa: E402
+from _traces import default_trace_dir, find_traces, load_trace, trace_name
 
-from dataferry import MemoryCache  # noqa: E402
+from dataferry import MemoryCache
 
 _MISS = object()
 # Traces where the issue asks for >= 10 points over LRU at 20% capacity.

@@ -54,9 +54,7 @@ class Builder(Generic[C]):
         self._kwargs["distributed"] = backend
         return self
 
-    def with_redis(
-        self, url_or_client: Any, *, cluster: bool = False, **kwargs: Any
-    ) -> Builder[C]:
+    def with_redis(self, url_or_client: Any, *, cluster: bool = False, **kwargs: Any) -> Builder[C]:
         """Use Redis as L2: a URL (``redis://``, ``rediss://``, ``unix://``) or a client."""
         from dataferry._backends import RedisCache
 

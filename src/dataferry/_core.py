@@ -138,8 +138,13 @@ class Core:
         if len(out) > MAX_TAGS:
             raise ConfigurationError(f"at most {MAX_TAGS} tags per entry, got {len(out)}")
         for t in out:
-            if not isinstance(t, str) or not t or len(t.encode("utf-8")) > 1024:
+            if not isinstance(t, str) or not t or len(t.encode("utf-8", "replace")) > 1024:
                 raise ConfigurationError(f"tags must be non-empty str of <= 1024 bytes: {t!r}")
+            if not t.isascii():
+                try:
+                    t.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ConfigurationError(f"tags must be valid Unicode: {t!r}") from None
         return out
 
     def adapt(

@@ -50,7 +50,6 @@ def sqlite_backend(tmp_path: Path) -> Any:
     return df.SQLiteCache(str(tmp_path / "l2.sqlite"))
 
 
-
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
     """Run every async facade test on the stdlib event loop and on uvloop."""
     import uvloop
