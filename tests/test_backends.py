@@ -66,7 +66,15 @@ class Half:
 
 # -- building each backend ---------------------------------------------------------------------
 
-KINDS = ["redis", "redis-clients", "cluster", "sentinel", "sqlite", "sqlite-memory"]
+KINDS = [
+    "redis",
+    "redis-clients",
+    "cluster",
+    "sentinel",
+    "sqlite",
+    "sqlite-threaded-reads",
+    "sqlite-memory",
+]
 
 
 async def make_backend(
@@ -94,6 +102,8 @@ async def make_backend(
         cache = RedisCache.from_sentinel(setup.sentinels, setup.service_name)
     elif kind == "sqlite":
         cache = SQLiteCache(tmp_path / "l2.sqlite")
+    elif kind == "sqlite-threaded-reads":
+        cache = SQLiteCache(tmp_path / "l2.sqlite", inline_reads=False)
     else:
         assert kind == "sqlite-memory"
         cache = SQLiteCache(":memory:")
