@@ -33,7 +33,13 @@ def ensure_venv() -> None:
         return
     if not PY.exists():
         print(f"creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        try:
+            venv.EnvBuilder(with_pip=True).create(VENV)
+        except (OSError, subprocess.CalledProcessError):
+            # Debian's python3 without the python3-venv package has no ensurepip: use
+            # virtualenv from PyPI instead (pip is all a fresh machine is assumed to have).
+            run(sys.executable, "-m", "pip", "install", "--quiet", "--user", "virtualenv")
+            run(sys.executable, "-m", "virtualenv", "--quiet", VENV)
     run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     run(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
     stamp.write_text(want)
