@@ -315,3 +315,73 @@ async def test_builder_builds_a_working_cache(sqlite_backend: Any) -> None:
         assert cache.namespace == "built"
         assert await cache.get_or_set("k", Counter(7)) == 7
         assert await sqlite_backend.aget("built:k:k") is not None
+
+
+async def test_options_on_a_hit_still_answer_from_l1(backend: Any) -> None:
+    async with node(backend) as cache:
+        await cache.set("k", "v")
+        load = Counter("other")
+        assert await cache.get_or_set("k", load, options=df.EntryOptions(ttl=5)) == "v"
+        assert await cache.get("k", options=df.EntryOptions()) == "v"
+        assert load.calls == 0
+
+
+async def test_zero_ttl_batch_writes_remove_old_values(backend: Any) -> None:
+    async with node(backend) as cache:
+        await cache.set_many({"a": 1, "b": 2})
+        await cache.set_many({"a": 10, "b": 20}, ttl=0)
+        assert await cache.get_many(["a", "b"]) == {}
+
+
+async def test_get_or_set_many_skips_storing_oversized_values(l2_backend: Any) -> None:
+    async with node(l2_backend, max_payload_bytes=200) as cache:
+
+        async def load_many(keys: list[str]) -> dict[str, str]:
+            return {"small": "s", "big": "b" * 500}
+
+        got = await cache.get_or_set_many(["small", "big"], load_many)
+        assert got == {"small": "s", "big": "b" * 500}
+        assert await l2_backend.aget("test:k:small") is not None
+        assert await l2_backend.aget("test:k:big") is None
+        assert cache.stats().payload_too_large == 1
+
+
+async def test_expire_of_a_corrupted_or_already_stale_entry(l2_backend: Any) -> None:
+    async with node(l2_backend) as cache:
+        await l2_backend.aset("test:k:bad", b"garbage", 60)
+        await cache.expire("bad")
+        assert await l2_backend.aget("test:k:bad") is None  # undecodable: dropped
+        await cache.set("k", "v")
+        await cache.expire("k")
+        stale = await l2_backend.aget("test:k:k")
+        await cache.expire("k")  # already stale: left as it is
+        assert await l2_backend.aget("test:k:k") == stale
+
+
+async def test_every_operation_survives_a_dead_l2(redis_server: Any) -> None:
+    cache = node(df.RedisCache.from_url(redis_server.url))
+    async with cache:
+        await cache.set_many({"a": 1, "b": 2})
+        redis_server.kill()
+        try:
+            await cache.set_many({"c": 3})
+            assert await cache.get_many(["a", "b", "c"]) == {"a": 1, "b": 2, "c": 3}
+            await cache.expire("a")
+            await cache.remove_many(["b"])
+            assert await cache.get_many(["a", "b", "c"]) == {"c": 3}
+            assert not await cache.exists("zz")
+            assert cache.stats().distributed_errors >= 4
+        finally:
+            redis_server.restart()
+
+
+async def test_tenant_batches_are_isolated(backend: Any) -> None:
+    async with node(backend) as cache:
+        acme = cache.tenant("acme")
+        await acme.set_many({"a": "acme-a", "b": "acme-b"})
+        await cache.set_many({"a": "root-a"})
+        assert await acme.get_many(["a", "b"]) == {"a": "acme-a", "b": "acme-b"}
+        assert await cache.get_many(["a", "b"]) == {"a": "root-a"}
+        await acme.remove_many(["a", "b"])
+        assert await acme.get_many(["a", "b"]) == {}
+        assert await cache.get("a") == "root-a"

@@ -316,3 +316,73 @@ def test_builder_builds_a_working_cache(sqlite_backend: Any) -> None:
         assert cache.namespace == "built"
         assert cache.get_or_set("k", Counter(7)) == 7
         assert sqlite_backend.get("built:k:k") is not None
+
+
+def test_options_on_a_hit_still_answer_from_l1(backend: Any) -> None:
+    with node(backend) as cache:
+        cache.set("k", "v")
+        load = Counter("other")
+        assert cache.get_or_set("k", load, options=df.EntryOptions(ttl=5)) == "v"
+        assert cache.get("k", options=df.EntryOptions()) == "v"
+        assert load.calls == 0
+
+
+def test_zero_ttl_batch_writes_remove_old_values(backend: Any) -> None:
+    with node(backend) as cache:
+        cache.set_many({"a": 1, "b": 2})
+        cache.set_many({"a": 10, "b": 20}, ttl=0)
+        assert cache.get_many(["a", "b"]) == {}
+
+
+def test_get_or_set_many_skips_storing_oversized_values(l2_backend: Any) -> None:
+    with node(l2_backend, max_payload_bytes=200) as cache:
+
+        def load_many(keys: list[str]) -> dict[str, str]:
+            return {"small": "s", "big": "b" * 500}
+
+        got = cache.get_or_set_many(["small", "big"], load_many)
+        assert got == {"small": "s", "big": "b" * 500}
+        assert l2_backend.get("test:k:small") is not None
+        assert l2_backend.get("test:k:big") is None
+        assert cache.stats().payload_too_large == 1
+
+
+def test_expire_of_a_corrupted_or_already_stale_entry(l2_backend: Any) -> None:
+    with node(l2_backend) as cache:
+        l2_backend.set("test:k:bad", b"garbage", 60)
+        cache.expire("bad")
+        assert l2_backend.get("test:k:bad") is None  # undecodable: dropped
+        cache.set("k", "v")
+        cache.expire("k")
+        stale = l2_backend.get("test:k:k")
+        cache.expire("k")  # already stale: left as it is
+        assert l2_backend.get("test:k:k") == stale
+
+
+def test_every_operation_survives_a_dead_l2(redis_server: Any) -> None:
+    cache = node(df.RedisCache.from_url(redis_server.url))
+    with cache:
+        cache.set_many({"a": 1, "b": 2})
+        redis_server.kill()
+        try:
+            cache.set_many({"c": 3})
+            assert cache.get_many(["a", "b", "c"]) == {"a": 1, "b": 2, "c": 3}
+            cache.expire("a")
+            cache.remove_many(["b"])
+            assert cache.get_many(["a", "b", "c"]) == {"c": 3}
+            assert not cache.exists("zz")
+            assert cache.stats().distributed_errors >= 4
+        finally:
+            redis_server.restart()
+
+
+def test_tenant_batches_are_isolated(backend: Any) -> None:
+    with node(backend) as cache:
+        acme = cache.tenant("acme")
+        acme.set_many({"a": "acme-a", "b": "acme-b"})
+        cache.set_many({"a": "root-a"})
+        assert acme.get_many(["a", "b"]) == {"a": "acme-a", "b": "acme-b"}
+        assert cache.get_many(["a", "b"]) == {"a": "root-a"}
+        acme.remove_many(["a", "b"])
+        assert acme.get_many(["a", "b"]) == {}
+        assert cache.get("a") == "root-a"
