@@ -48,7 +48,8 @@ def load_trace(path: Path) -> Trace:
     """Read one trace into a list of str keys."""
     if path.name.endswith(".trace.gz"):
         with gzip.open(path, "rt") as f:
-            keys = [line.strip() for line in f if line.strip()]
+            # One integer per line; "*" lines are markers in the LIRS format, not requests.
+            keys = [s for s in (line.strip() for line in f) if s.isdigit()]
     elif path.name.endswith(".trace.xz"):
         with lzma.open(path) as f:
             raw = f.read()

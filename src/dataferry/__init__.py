@@ -34,7 +34,7 @@ from dataferry._errors import (
     SerializationError,
 )
 from dataferry._events import Stats
-from dataferry._memory import MemoryCache, MemoryStats
+from dataferry._memory import EvictionPolicy, MemoryCache, MemoryStats, estimate_size
 from dataferry._options import Entry, EntryOptions
 from dataferry._sync._facade import DataFerry
 
@@ -55,6 +55,7 @@ __all__ = [
     "Encryptor",
     "Entry",
     "EntryOptions",
+    "EvictionPolicy",
     "FactoryTimeoutError",
     "GzipCompressor",
     "InvalidKeyError",
@@ -75,4 +76,5 @@ __all__ = [
     "Stats",
     "ZstdCompressor",
     "__version__",
+    "estimate_size",
 ]

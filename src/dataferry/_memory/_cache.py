@@ -26,12 +26,17 @@ __all__ = ["MemoryCache", "MemoryStats"]
 _NEVER = math.inf
 #: Hits remembered for the policy between two writes; older ones are dropped (lossy, as in
 #: Caffeine): a drain costs one policy call per buffered hit, so this bounds a write's pause.
-_READ_BUFFER = 256
+_READ_BUFFER = 1024
+#: A write feeds buffered hits to the policy once there are this many: batching makes the
+#: writes cheaper, and hits on entries evicted before the drain are not counted, which filters
+#: short bursts of re-reads out of the popularity estimate (measured: better hit ratios).
+_DRAIN_BATCH = 64
 #: Expired entries a write drops, at most, so no single write pays for a mass expiry.
 _EXPIRE_BATCH = 16
-_DRAIN_AT = 1
-#: The expiry heap is rebuilt from live entries once it holds this many times more items.
+#: The expiry heap is rebuilt from live entries once it holds this many times more items
+#: (plus a floor, so small caches don't rebuild all the time).
 _HEAP_SLACK = 2
+_HEAP_FLOOR = 256
 _POLICY_NAMES = ("lfu", "lru", "tinylfu", "ttl")
 
 #: ``weigher(key, value) -> int``: an entry's weight, counted against ``max_bytes``.
@@ -80,6 +85,11 @@ class _NoEviction:
 
     def clear(self) -> None:
         pass
+
+
+def _check_ttl(ttl: object) -> None:
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise ConfigurationError(f"ttl must be a number of seconds or None, got {ttl!r}")
 
 
 def _check_limit(name: str, value: object) -> int | None:
@@ -199,6 +209,7 @@ class MemoryCache:
         self._reads: deque[str] = deque(maxlen=_READ_BUFFER)
         # (expires_at, key) of entries with a ttl; stale items are skipped when they surface.
         self._expiry: list[tuple[float, str]] = []
+        self._expiry_limit = _HEAP_FLOOR  # rebuilt beyond this many items
         self._weight = 0
         # Plain int counters: a hit may very rarely go uncounted under thread contention
         # (see dataferry._events), the price of a lock-free hit.
@@ -277,8 +288,8 @@ class MemoryCache:
         if ttl is None:
             expires_at = _NEVER
         else:
-            if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-                raise ConfigurationError(f"ttl must be a number of seconds or None, got {ttl!r}")
+            if ttl.__class__ is not float and ttl.__class__ is not int:  # fast path first
+                _check_ttl(ttl)
             if not ttl > 0:  # zero, negative (already stale) or NaN: nothing to keep
                 self.remove(key)
                 return
@@ -287,7 +298,12 @@ class MemoryCache:
             value = copy.deepcopy(value)
         weight = 1 if self._weigher is None else self._weigh(key, value)
         with self._lock:
-            self._maintain(now)
+            # Amortised upkeep first (inlined: this is the write path).
+            if len(self._reads) >= _DRAIN_BATCH:
+                self._drain_reads()
+            heap = self._expiry
+            if heap and heap[0][0] <= now:
+                self._expire_due(now, _EXPIRE_BATCH)
             data = self._data
             policy = self._policy
             old = data.get(key)
@@ -326,9 +342,8 @@ class MemoryCache:
             if admitted:
                 data[key] = (value, expires_at, weight)
                 if expires_at != _NEVER:
-                    heap = self._expiry
                     heapq.heappush(heap, (expires_at, key))
-                    if len(heap) > _HEAP_SLACK * len(data) + _READ_BUFFER:
+                    if len(heap) > self._expiry_limit:
                         self._rebuild_expiry()
 
     def remove(self, key: str) -> bool:
@@ -356,6 +371,7 @@ class MemoryCache:
                     policy.record_remove(key)
             self._data.clear()
             self._expiry.clear()
+            self._expiry_limit = _HEAP_FLOOR
             self._weight = 0
 
     def cleanup(self) -> None:
@@ -380,8 +396,8 @@ class MemoryCache:
         return weight
 
     def _maintain(self, now: float) -> None:
-        # Called with the lock held, on every write: amortised upkeep.
-        if len(self._reads) >= _DRAIN_AT:
+        # Amortised upkeep, with the lock held, on remove (set inlines the same steps).
+        if len(self._reads) >= _DRAIN_BATCH:
             self._drain_reads()
         heap = self._expiry
         if heap and heap[0][0] <= now:
@@ -416,6 +432,7 @@ class MemoryCache:
         heap = [(entry[1], key) for key, entry in self._data.items() if entry[1] != _NEVER]
         heapq.heapify(heap)
         self._expiry = heap
+        self._expiry_limit = _HEAP_SLACK * len(heap) + _HEAP_FLOOR
 
     def _drop_if_expired(self, key: str) -> None:
         with self._lock:

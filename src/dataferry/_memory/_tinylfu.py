@@ -6,18 +6,24 @@ import random
 import sys
 from collections import OrderedDict
 
-from dataferry._memory._sketch import FrequencySketch
+from dataferry._memory._sketch import FrequencySketch, GhostFilter
 
 __all__ = ["TinyLfuPolicy"]
 
 _PERCENT_MAIN = 0.99  # the window starts at 1% of the budget
 _PERCENT_PROTECTED = 0.80  # of the main area
-_STEP_PERCENT = 0.0625  # a hill-climbing step moves 6.25% of the budget...
-_STEP_DECAY = 0.98  # ...and shrinks while the hit rate stays level
-_RESTART_THRESHOLD = 0.05  # a hit-rate change this large restarts with a full step
-_COUNT_INSERT = True
+# Climbing: one decision per sample period of 10 requests per entry. The step (a share of the
+# budget) doubles while the window keeps moving the same way and halves when it turns back.
 _CLIMB_SAMPLE = 10
-_INITIAL_STEP = -1  # requests per entry in a hill-climbing sample period
+_STEP_START = 0.03
+_FIRST_STEP_UP = 0.10
+_STEP_MIN = 0.005
+_STEP_MAX = 0.25
+# Ghost evidence decides a period when it counts at least this many misses and one side has
+# twice the other's; otherwise the hit-rate comparison does.
+_GHOST_MIN = 8
+_GHOST_RATIO = 2.0
+_WINDOW_SIDE, _MAIN_SIDE = 1, 2  # GhostFilter sides
 # A candidate at least this popular is admitted 1 time in 128 even when it loses, so an
 # attacker can't pin a victim in the cache by inflating its count with colliding keys.
 _FLOOD_FREQUENCY = 6
@@ -34,11 +40,24 @@ class TinyLfuPolicy:
     one goes: one-hit wonders and scans can't flush the popular entries, while the window
     still lets a new key prove itself.
 
-    The window's share of the budget adapts: every sample period (10 requests per entry) the
-    policy compares the period's hit rate with the previous one and keeps moving the split in
-    the same direction while it helps, reversing when it hurts, in shrinking steps (hill
-    climbing, as in Caffeine). Recency-heavy workloads grow the window toward plain LRU,
-    frequency-heavy ones shrink it.
+    The window's share of the budget adapts by hill climbing, as in Caffeine. It starts at 1%;
+    once the cache is full, every sample period (10 requests per entry) moves the split between
+    window and main. The step (a share of the budget) doubles while the split keeps moving the
+    same way, up to 25% per period, and halves when it turns back, so a recency-heavy workload
+    reaches an LRU-like split within a few periods and a stable one settles where the hit rate
+    peaks. Which way to move:
+
+    - normally, like Caffeine: keep going while the period's hit rate is at least the previous
+      period's, turn back when it fell;
+    - unless the misses say clearly which side is short of room (as ARC's ghost lists do): the
+      policy remembers the keys it recently turned away from the window (rejected candidates)
+      and from main (admission victims), about a cache's worth of each in small Bloom filters.
+      A miss on a key the window lost votes for a bigger window, one main lost for a bigger
+      main. This is immune to the workload changing phase mid-period, which fools a hit-rate
+      comparison, and it finds the way out of flat stretches where the hit rate barely moves;
+    - the first move, with no earlier period to compare with, goes where hits are denser: a
+      10% step toward recency if the window earns more hits per slot than main, else a
+      gentle step toward frequency.
 
     Args:
         maximum: The budget, in the weight the cache passes (entries, or bytes with
@@ -53,7 +72,10 @@ class TinyLfuPolicy:
     __slots__ = (
         "_candidate",
         "_count",
+        "_direction",
         "_full",
+        "_ghosts",
+        "_main_ghost_hits",
         "_maximum",
         "_previous_rate",
         "_probation",
@@ -67,6 +89,8 @@ class TinyLfuPolicy:
         "_sketch_limit",
         "_step",
         "_window",
+        "_window_ghost_hits",
+        "_window_hits",
         "_window_max",
         "_window_w",
     )
@@ -90,9 +114,15 @@ class TinyLfuPolicy:
         self._random = random.Random(seed)
         self._samples = 0
         self._sample_hits = 0
-        self._previous_rate = 0.0
+        self._window_hits = 0  # hits in the window this period
+        # Keys recently evicted, by side, and this period's misses on them.
+        self._ghosts = GhostFilter(self._sketch.capacity)
+        self._window_ghost_hits = 0
+        self._main_ghost_hits = 0
+        self._previous_rate = -1.0  # no sample yet
+        self._direction = 1  # +1 grows the window, -1 shrinks it
         self._full = False  # whether anything was evicted yet
-        self._step = _INITIAL_STEP * _STEP_PERCENT * maximum
+        self._step = _STEP_START
 
     def __len__(self) -> int:
         return self._count
@@ -105,23 +135,22 @@ class TinyLfuPolicy:
     def record_insert(self, key: str, weight: int, expires_at: float) -> None:
         """Put a new ``key`` in the window; a replaced value counts as an access."""
         window = self._window
-        for region in (window, self._probation, self._protected):
-            old = region.get(key)
-            if old is not None:
-                region[key] = weight
-                if region is window:
-                    self._window_w += weight - old
-                elif region is self._protected:
-                    self._protected_w += weight - old
-                self.record_access(key)
-                return
-        if _COUNT_INSERT:
-            self._sketch.increment(key)
+        if key in window or key in self._probation or key in self._protected:
+            self._reweigh(key, weight)
+            self.record_access(key)
+            return
+        self._sketch.increment(key)
         self._samples += 1  # a miss, for the hill climber
+        lost_by = self._ghosts.side(key)
+        if lost_by == _WINDOW_SIDE:
+            self._window_ghost_hits += 1
+        elif lost_by == _MAIN_SIDE:
+            self._main_ghost_hits += 1
         self._count += 1
         sketch = self._sketch
         if self._count > sketch.capacity and sketch.capacity < self._sketch_limit:
             sketch.resize(min(2 * self._count, self._sketch_limit))
+            self._ghosts = GhostFilter(sketch.capacity)
         window[key] = weight
         self._window_w += weight
         if self._window_w > self._window_max:
@@ -139,6 +168,7 @@ class TinyLfuPolicy:
             protected.move_to_end(key)
         elif key in self._window:
             self._window.move_to_end(key)
+            self._window_hits += 1
         else:
             weight = self._probation.pop(key)
             if weight > self._protected_max:  # too heavy to protect: stays in probation
@@ -178,13 +208,16 @@ class TinyLfuPolicy:
                 victim = next(iter(self._protected), None)
             if victim is not None and self._admit(candidate, victim):
                 self.record_remove(victim)
+                self._ghosts.add(victim, _MAIN_SIDE)
                 return victim
             self.record_remove(candidate)
+            self._ghosts.add(candidate, _WINDOW_SIDE)
             return candidate
         for region in (probation, self._protected, self._window):
             if region:
                 key = next(iter(region))
                 self.record_remove(key)
+                self._ghosts.add(key, _WINDOW_SIDE if region is self._window else _MAIN_SIDE)
                 return key
         raise LookupError("select_victim on an empty policy")
 
@@ -196,9 +229,22 @@ class TinyLfuPolicy:
         self._window_w = self._protected_w = self._count = 0
         self._candidate = None
 
+    def _reweigh(self, key: str, weight: int) -> None:
+        for region in (self._window, self._probation, self._protected):
+            old = region.get(key)
+            if old is not None:
+                region[key] = weight
+                if region is self._window:
+                    self._window_w += weight - old
+                elif region is self._protected:
+                    self._protected_w += weight - old
+                return
+
     def _admit(self, candidate: str, victim: str) -> bool:
         sketch = self._sketch
         candidate_freq = sketch.frequency(candidate)
+        if candidate_freq == 0:  # the common case (one-hit wonders): nothing can be lower
+            return False
         if candidate_freq > sketch.frequency(victim):
             return True
         return candidate_freq >= _FLOOD_FREQUENCY and self._random.getrandbits(7) == 0
@@ -220,25 +266,47 @@ class TinyLfuPolicy:
             probation[key] = weight
 
     def _climb(self) -> None:
+        hit_rate = self._sample_hits / self._samples
+        window_hits = self._window_hits
+        main_hits = self._sample_hits - window_hits
+        self._samples = self._sample_hits = self._window_hits = 0
+        window_lost, main_lost = self._window_ghost_hits, self._main_ghost_hits
+        self._window_ghost_hits = self._main_ghost_hits = 0
         if not self._full:
             # Still filling up: the hit rate rises whatever the window does, so a sample
             # would mislead the climber. Start from the first full period.
-            self._samples = self._sample_hits = 0
             return
-        hit_rate = self._sample_hits / self._samples
-        change = hit_rate - self._previous_rate
-        amount = self._step if change >= 0 else -self._step
-        if abs(change) >= _RESTART_THRESHOLD:
-            self._step = _STEP_PERCENT * self._maximum * (1 if amount >= 0 else -1)
+        previous, self._previous_rate = self._previous_rate, hit_rate
+        if previous < 0:
+            # First full period, nothing to compare with yet: aim the first move by where the
+            # hits land. A window that earns more hits per slot than the main area means
+            # recency pays, so grow it boldly; otherwise lean toward frequency, gently.
+            window_density = window_hits / self._window_max
+            main_density = main_hits / max(1, self._maximum - self._window_max)
+            if window_density > main_density:
+                self._direction, self._step = 1, _FIRST_STEP_UP
+                self._increase_window(int(self._step * self._maximum) or 1)
+            else:
+                self._direction, self._step = -1, _STEP_START
+            return
+        if window_lost + main_lost >= _GHOST_MIN and (
+            window_lost > _GHOST_RATIO * main_lost or main_lost > _GHOST_RATIO * window_lost
+        ):
+            direction = 1 if window_lost > main_lost else -1
+        elif hit_rate >= previous:  # the last move helped (or did no harm): go on
+            direction = self._direction
+        else:  # it hurt: turn back
+            direction = -self._direction
+        if direction == self._direction:
+            self._step = min(_STEP_MAX, self._step * 2)
         else:
-            self._step = _STEP_DECAY * amount
-        self._previous_rate = hit_rate
-        self._samples = self._sample_hits = 0
-        adjustment = int(amount)
-        if adjustment > 0:
+            self._direction = direction
+            self._step = max(_STEP_MIN, self._step / 2)
+        adjustment = int(self._step * self._maximum) or 1
+        if self._direction > 0:
             self._increase_window(adjustment)
-        elif adjustment < 0:
-            self._decrease_window(-adjustment)
+        else:
+            self._decrease_window(adjustment)
 
     def _increase_window(self, amount: int) -> None:
         quota = min(amount, self._protected_max)
