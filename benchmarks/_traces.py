@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Trace", "default_trace_dir", "find_traces", "load_trace"]
+__all__ = ["Trace", "default_trace_dir", "find_traces", "load_trace", "trace_name"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "DATAFERRY_TRACES"

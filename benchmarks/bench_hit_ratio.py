@@ -12,10 +12,11 @@ at least 10 points above LRU on ``loop``, ``gli`` and ``ps`` at 20%.
 Usage::
 
     .venv/bin/python benchmarks/bench_hit_ratio.py [--traces DIR] [--only loop,gli]
-        [--policies tinylfu,lru,lfu] [--capacities 5,20]
+        [--policies tinylfu,lru,lfu] [--capacities 5,20] [--strict]
 
 Traces come from ``--traces``, else ``$DATAFERRY_TRACES``, else ``../shared/traces`` relative to
-the repo root. The full run takes a few minutes (orm-busy has 5M requests).
+the repo root. The full run takes about a minute on 2 cores (orm-busy has 5M requests).
+Exit status is 0 unless ``--strict`` is given and a row misses its goal.
 """
 
 from __future__ import annotations
@@ -86,10 +87,16 @@ def dataferry_hits(policy: str) -> Callable[[list[str], int], int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--traces", type=Path, default=default_trace_dir())
+    parser.add_argument(
+        "--traces",
+        type=Path,
+        default=default_trace_dir(),
+        help="trace folder (default: $DATAFERRY_TRACES, else ../shared/traces from the repo)",
+    )
     parser.add_argument("--only", default="", help="comma-separated trace names")
     parser.add_argument("--policies", default="tinylfu,lru,lfu")
     parser.add_argument("--capacities", default="5,20", help="percent of distinct keys")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a row misses its goal")
     args = parser.parse_args()
 
     paths = find_traces(args.traces)
@@ -145,7 +152,7 @@ def main() -> int:
             print("| " + " | ".join(cells) + " |", flush=True)
     elapsed = time.perf_counter() - started
     print(f"\n{len(paths)} traces, {failures} rows missing the goal, {elapsed:.0f} s")
-    return 1 if failures else 0
+    return 1 if failures and args.strict else 0
 
 
 if __name__ == "__main__":

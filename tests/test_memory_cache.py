@@ -455,3 +455,27 @@ def test_a_long_run_of_hits_does_not_grow_the_read_buffer() -> None:
     assert len(cache._reads) <= 1024  # lossy and bounded: memory stays flat under reads
     cache.cleanup()
     assert len(cache._reads) == 0
+
+
+def test_an_unbounded_cache_keeps_no_policy_state_for_reads() -> None:
+    cache = MemoryCache(max_entries=None)
+    cache.set("k", 1)
+    for _ in range(200):
+        cache.get("k")
+    cache.set("other", 2)  # drains the buffered hits: nothing to rank them for
+    assert len(cache._reads) == 0
+    assert cache.remove("k") is True
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_remove_does_the_pending_upkeep(clock: FakeClock) -> None:
+    cache = MemoryCache(max_entries=100, policy="lru", clock=clock)
+    cache.set("k", 1)
+    cache.set("old", 1, ttl=1)
+    for _ in range(100):
+        cache.get("k")
+    clock.advance(2)
+    cache.remove("nothing")
+    assert len(cache._reads) == 0
+    assert "old" not in cache._data

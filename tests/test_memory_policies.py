@@ -105,7 +105,7 @@ def test_ttl_evicts_the_entry_closest_to_expiry() -> None:
     cache.set("mid", "mid", ttl=100)
     assert "soon" not in cache
     cache.set("mid2", "mid2", ttl=100)
-    assert "mid" not in cache  # equal expiry... no: "mid" expires first, being older
+    assert "mid" not in cache  # same ttl as "mid2", but set earlier: it expires first
     assert "never" in cache  # entries without expiry go last
 
 
@@ -378,3 +378,66 @@ def test_lru_reference_model_matches_after_every_drain() -> None:
         else:
             model.move_to_end(key)
     assert set(cache._data) == set(model)
+
+
+def test_tinylfu_moves_toward_recency_at_once_when_the_window_earns_the_hits() -> None:
+    # Every key is read right after it is written, then never again: all hits land in the
+    # window, so the first move grows it, without waiting for a hit-rate comparison.
+    trace = [f"k{i // 3}" for i in range(30_000)]
+    cache = MemoryCache(max_entries=100, policy="tinylfu")
+    _hits(cache, trace)
+    policy = cache._policy
+    assert isinstance(policy, TinyLfuPolicy)
+    assert policy.window_maximum >= 10
+
+
+def test_weighted_tinylfu_adapts_within_its_byte_budget() -> None:
+    rng = random.Random(6)
+    weights = {f"k{i}": rng.randint(1, 60) for i in range(2000)}
+    cache = MemoryCache(
+        max_entries=None, max_bytes=3000, weigher=lambda k, v: weights[k], policy="tinylfu"
+    )
+    trace = _moving_working_set(rng, size=60, requests=30_000)
+    trace = [f"k{int(k[1:]) % 2000}" for k in trace]
+    _hits(cache, trace)
+    assert cache.stats().weight <= 3000
+    policy = cache._policy
+    assert isinstance(policy, TinyLfuPolicy)
+    assert policy.window_maximum > 3000 * 0.1
+
+
+def test_tinylfu_rejects_a_zero_budget_and_an_empty_eviction() -> None:
+    with pytest.raises(ValueError, match="maximum"):
+        TinyLfuPolicy(0)
+    with pytest.raises(LookupError):
+        TinyLfuPolicy(10).select_victim()
+
+
+def test_ttl_policy_compacts_stale_heap_items() -> None:
+    policy = TtlPolicy()
+    for i in range(10_000):
+        policy.record_insert(f"k{i % 10}", 1, float(i))
+    assert len(policy._heap) <= 2 * 10 + 64
+    assert sorted(policy.select_victim() for _ in range(10)) == sorted(f"k{i}" for i in range(10))
+
+
+@pytest.mark.parametrize("policy", ["tinylfu", "lru", "lfu", "ttl"])
+def test_clear_resets_every_policy(policy: str) -> None:
+    cache = MemoryCache(max_entries=5, policy=policy)
+    _fill(cache, "abcdefg")
+    cache.clear()
+    assert len(cache._policy) == 0  # type: ignore[arg-type]
+    _fill(cache, "hijklmn")
+    assert len(cache) == 5
+
+
+def test_an_updated_entry_the_policy_evicts_is_gone() -> None:
+    cache = MemoryCache(
+        max_entries=None, max_bytes=10, weigher=lambda k, v: len(v), policy=LargestKeyFirst()
+    )
+    cache.set("a", "xxx")
+    cache.set("z", "xxx")
+    cache.set("z", "x" * 8)  # now over budget, and the policy picks "z" itself
+    assert "z" not in cache
+    assert cache.get("a") == "xxx"
+    assert cache.stats().weight == 3

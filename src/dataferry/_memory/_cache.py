@@ -136,10 +136,12 @@ class MemoryCache:
     a few on every write (so a cache full of expired entries empties as it is used, with no
     background thread), and all at once by :meth:`cleanup`.
 
-    Threads: reads take no lock. A hit costs about a dict lookup: it records itself in a small
-    lossy buffer that the next write (or :meth:`cleanup`) feeds to the policy under the lock,
-    as Caffeine does. Writes take one lock. Values are stored immutably per entry, so a reader
-    sees either the old or the new value of a key, never a mix.
+    Threads: reads take no lock. A hit costs about a dict lookup: it records itself in a
+    bounded, lossy buffer that writes feed to the policy under the lock once a batch of hits
+    has gathered (or :meth:`cleanup` does at once), as Caffeine does; under a long run of reads
+    without writes the oldest hits are dropped, never the cache's speed. Writes take one lock.
+    Entries are immutable tuples replaced whole, so a reader sees the old or the new value of
+    a key, never a mix.
 
     Args:
         max_entries: Most entries held; ``None`` for no count limit.

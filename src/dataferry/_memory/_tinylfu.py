@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 from collections import OrderedDict
@@ -27,7 +28,8 @@ _WINDOW_SIDE, _MAIN_SIDE = 1, 2  # GhostFilter sides
 # A candidate at least this popular is admitted 1 time in 128 even when it loses, so an
 # attacker can't pin a victim in the cache by inflating its count with colliding keys.
 _FLOOD_FREQUENCY = 6
-_SKETCH_START = 1024  # entries the sketch is first sized for
+_SKETCH_START = 1024  # entries the sketch is first sized for...
+_SKETCH_START_WEIGHED = 64  # ...or, when only a byte budget is known, a guess it outgrows
 
 
 class TinyLfuPolicy:
@@ -109,8 +111,10 @@ class TinyLfuPolicy:
         self._protected_w = 0  # probation's weight is never needed
         self._count = 0
         self._candidate: str | None = None  # last key moved from the window into probation
+        # Sized in entries. Unknown with a byte budget: start small, grow with the count.
         self._sketch_limit = entries if entries is not None else sys.maxsize
-        self._sketch = FrequencySketch(min(_SKETCH_START, self._sketch_limit))
+        start = min(_SKETCH_START, entries) if entries is not None else _SKETCH_START_WEIGHED
+        self._sketch = FrequencySketch(start)
         self._random = random.Random(seed)
         self._samples = 0
         self._sample_hits = 0
@@ -206,12 +210,17 @@ class TinyLfuPolicy:
             victim: str | None = next(iter(probation))
             if victim == candidate:  # probation holds nothing older: compare with protected
                 victim = next(iter(self._protected), None)
-            if victim is not None and self._admit(candidate, victim):
+            popularity = self._sketch.frequency(candidate)
+            if victim is not None and self._admit(popularity, victim):
                 self.record_remove(victim)
                 self._ghosts.add(victim, _MAIN_SIDE)
                 return victim
             self.record_remove(candidate)
-            self._ghosts.add(candidate, _WINDOW_SIDE)
+            if popularity == 0:
+                # It left the window before it could show any popularity: if it comes back,
+                # the window was too short. (A candidate with a history that lost to a more
+                # popular victim says nothing about the window, only that main is full.)
+                self._ghosts.add(candidate, _WINDOW_SIDE)
             return candidate
         for region in (probation, self._protected, self._window):
             if region:
@@ -240,12 +249,10 @@ class TinyLfuPolicy:
                     self._protected_w += weight - old
                 return
 
-    def _admit(self, candidate: str, victim: str) -> bool:
-        sketch = self._sketch
-        candidate_freq = sketch.frequency(candidate)
+    def _admit(self, candidate_freq: int, victim: str) -> bool:
         if candidate_freq == 0:  # the common case (one-hit wonders): nothing can be lower
             return False
-        if candidate_freq > sketch.frequency(victim):
+        if candidate_freq > self._sketch.frequency(victim):
             return True
         return candidate_freq >= _FLOOD_FREQUENCY and self._random.getrandbits(7) == 0
 
@@ -266,7 +273,8 @@ class TinyLfuPolicy:
             probation[key] = weight
 
     def _climb(self) -> None:
-        hit_rate = self._sample_hits / self._samples
+        requests = self._samples
+        hit_rate = self._sample_hits / requests
         window_hits = self._window_hits
         main_hits = self._sample_hits - window_hits
         self._samples = self._sample_hits = self._window_hits = 0
@@ -289,29 +297,38 @@ class TinyLfuPolicy:
             else:
                 self._direction, self._step = -1, _STEP_START
             return
+        # A change smaller than the sampling noise of two periods' hit rates is no signal.
+        noise = math.sqrt(2 * hit_rate * (1 - hit_rate) / requests)
         if window_lost + main_lost >= _GHOST_MIN and (
             window_lost > _GHOST_RATIO * main_lost or main_lost > _GHOST_RATIO * window_lost
         ):
             direction = 1 if window_lost > main_lost else -1
-        elif hit_rate >= previous:  # the last move helped (or did no harm): go on
-            direction = self._direction
-        else:  # it hurt: turn back
-            direction = -self._direction
-        if direction == self._direction:
+            faster = direction == self._direction
+        elif hit_rate - previous > noise:  # the last move helped: go on, faster
+            direction, faster = self._direction, True
+        elif previous - hit_rate > noise:  # it hurt: turn back
+            direction, faster = -self._direction, False
+        else:  # a plateau: settle, with smaller steps the same way
+            direction, faster = self._direction, False
+        if direction != self._direction:
+            self._direction = direction
+        if faster:
             self._step = min(_STEP_MAX, self._step * 2)
         else:
-            self._direction = direction
             self._step = max(_STEP_MIN, self._step / 2)
         adjustment = int(self._step * self._maximum) or 1
         if self._direction > 0:
-            self._increase_window(adjustment)
+            moved = self._increase_window(adjustment)
         else:
-            self._decrease_window(adjustment)
+            moved = self._decrease_window(adjustment)
+        if not moved:  # at the end of its range: pushing harder means nothing
+            self._step = _STEP_START
 
-    def _increase_window(self, amount: int) -> None:
+    def _increase_window(self, amount: int) -> int:
         quota = min(amount, self._protected_max)
         if quota <= 0:
-            return
+            return 0
+        requested = quota
         self._protected_max -= quota
         self._window_max += quota
         self._demote_protected()
@@ -336,11 +353,12 @@ class TinyLfuPolicy:
         # Whatever could not move stays with the main area.
         self._protected_max += quota
         self._window_max -= quota
+        return requested - quota
 
-    def _decrease_window(self, amount: int) -> None:
+    def _decrease_window(self, amount: int) -> int:
         quota = min(amount, self._window_max - 1)
         if quota <= 0:
-            return
+            return 0
         self._window_max -= quota
         self._protected_max += quota
         window, probation = self._window, self._probation
@@ -348,3 +366,4 @@ class TinyLfuPolicy:
             key, weight = window.popitem(last=False)
             self._window_w -= weight
             probation[key] = weight
+        return quota

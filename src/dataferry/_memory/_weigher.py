@@ -7,9 +7,10 @@ from typing import Any
 
 __all__ = ["ENTRY_OVERHEAD", "estimate_size"]
 
-#: Bytes an entry costs in the cache beyond its key and value (dict slot, entry tuple, policy
-#: bookkeeping), measured with tracemalloc on CPython 3.11, rounded.
-ENTRY_OVERHEAD = 200
+#: Bytes an entry costs in the cache beyond its key and value (dict slot, entry tuple, expiry
+#: heap item, policy bookkeeping): 245 to 315 with tracemalloc on CPython 3.11 depending on
+#: the policy (``benchmarks/bench_memory.py``), rounded.
+ENTRY_OVERHEAD = 300
 
 
 def estimate_size(key: str, value: Any) -> int:
