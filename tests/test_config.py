@@ -88,14 +88,16 @@ def test_batch_calls_refuse_a_single_string() -> None:
         cache.get_many("abc")
     with pytest.raises(df.InvalidKeyError):
         cache.remove_many("abc")
-    with pytest.raises(TypeError):
+    with pytest.raises(df.ConfigurationError, match="mapping"):
         cache.set_many([("a", 1)])  # type: ignore[arg-type]
+    with pytest.raises(df.InvalidKeyError):
+        cache.get_or_set_many("abc", lambda keys: {})
 
 
 def test_get_or_set_many_needs_a_mapping_back() -> None:
     cache = df.DataFerry()
-    with pytest.raises(TypeError, match="mapping"):
-        cache.get_or_set_many(["a"], lambda keys: [1])
+    with pytest.raises(df.ConfigurationError, match="mapping"):
+        cache.get_or_set_many(["a"], lambda keys: [1])  # type: ignore[arg-type,return-value]
     with pytest.raises(LookupError):
         cache.get_or_set_many(["a"], lambda keys: {}[keys[0]])
     assert cache.stats().factory_errors == 1

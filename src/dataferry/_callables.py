@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from dataferry._errors import ConfigurationError
 from dataferry._options import Entry
 
-__all__ = ["AsyncFactory", "Factory", "acall", "call"]
+__all__ = ["AsyncFactory", "AsyncLoadMany", "Factory", "LoadMany", "acall", "call"]
 
 T = TypeVar("T")
 
@@ -18,6 +18,11 @@ T = TypeVar("T")
 AsyncFactory = Callable[[], T | Entry[T] | Awaitable[T | Entry[T]]]
 #: What ``DataFerry.get_or_set`` accepts: a zero-argument callable returning a value or Entry.
 Factory = Callable[[], T | Entry[T]]
+#: What ``AsyncDataFerry.get_or_set_many`` accepts: ``load_many(missing_keys)`` returning a
+#: mapping of the keys it found, or an awaitable of one.
+AsyncLoadMany = Callable[[list[str]], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+#: What ``DataFerry.get_or_set_many`` accepts: ``load_many(missing_keys) -> {key: value}``.
+LoadMany = Callable[[list[str]], Mapping[str, Any]]
 
 
 async def acall(fn: Callable[[], Any]) -> Any:

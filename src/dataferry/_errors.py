@@ -5,7 +5,7 @@ anything the library raises on purpose. Where the meaning fits, an exception als
 the stdlib base a user would reach for first (``ValueError``, ``TypeError``, ``TimeoutError``)::
 
     DataFerryError
-    ├── ConfigurationError (ValueError)     bad constructor / builder / option values
+    ├── ConfigurationError (ValueError)     bad constructor / builder / option / argument values
     ├── InvalidKeyError (ValueError)        key not a str, empty, or over 1024 UTF-8 bytes
     ├── InvalidTenantError (ValueError)     namespace / tenant id outside [A-Za-z0-9_.-]{1,64}
     ├── SerializationError (TypeError)      a value the serializer cannot encode
@@ -41,7 +41,7 @@ class DataFerryError(Exception):
 
 
 class ConfigurationError(DataFerryError, ValueError):
-    """A constructor, builder or option got a value it cannot work with."""
+    """A constructor, builder, option or call argument got a value it cannot work with."""
 
 
 class InvalidKeyError(DataFerryError, ValueError):

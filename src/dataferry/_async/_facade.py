@@ -8,10 +8,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataferry._backends import DistributedCache
-from dataferry._callables import AsyncFactory, acall
+from dataferry._callables import AsyncFactory, AsyncLoadMany, acall
 from dataferry._codec import Codec
 from dataferry._core import DEFAULT, MISS, Core
-from dataferry._errors import DistributedCacheError, InvalidKeyError
+from dataferry._errors import ConfigurationError, DistributedCacheError, InvalidKeyError
 from dataferry._events import Stats
 from dataferry._memory import MemoryCache
 from dataferry._options import EntryOptions
@@ -311,7 +311,7 @@ class AsyncDataFerry:
     async def get_or_set_many(
         self,
         keys: Iterable[str],
-        load_many: Any,
+        load_many: AsyncLoadMany,
         *,
         ttl: float | None = None,
         tags: Iterable[str] | None = None,
@@ -323,12 +323,12 @@ class AsyncDataFerry:
         ``load_many(missing_keys)`` (sync or async) returns a mapping; keys it leaves out are
         absent from the result and not cached.
         """
-        keys = list(keys)
+        core = self._core
+        keys = [k for k, _ in core.storage_keys(self._prefix, keys)]
         found = await self.get_many(keys, options=options, type=type)
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if not missing:
             return found
-        core = self._core
         core.events.factory_calls += 1
         try:
             loaded = await acall(lambda: load_many(missing))
@@ -336,7 +336,9 @@ class AsyncDataFerry:
             core.events.factory_errors += 1
             raise
         if not isinstance(loaded, Mapping):
-            raise TypeError(f"load_many must return a mapping, got {loaded.__class__.__name__}")
+            raise ConfigurationError(
+                f"load_many must return a mapping, got {loaded.__class__.__name__}"
+            )
         wanted = {k: loaded[k] for k in missing if k in loaded}
         await self._store_many(wanted, ttl, tags, options, strict=False)
         found.update(wanted)
@@ -410,7 +412,7 @@ class AsyncDataFerry:
     ) -> None:
         core = self._core
         if not isinstance(items, Mapping):
-            raise TypeError(f"set_many takes a mapping, got {items.__class__.__name__}")
+            raise ConfigurationError(f"set_many takes a mapping, got {items.__class__.__name__}")
         pairs = core.storage_keys(self._prefix, items.keys())
         opts = core.resolve(ttl, options)
         tag_tuple = core.tags_of(tags)
