@@ -86,7 +86,7 @@ async def test_timeout_of_one_caller_leaves_the_work_running() -> None:
         await release.wait()
         return 1
 
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):  # builtin TimeoutError from 3.11 on
         await asyncio.wait_for(cache.get_or_set("k", load), timeout=0.01)
     release.set()
     assert await cache.get_or_set("k", load) == 1
