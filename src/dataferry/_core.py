@@ -236,7 +236,7 @@ class Core:
             return None
 
     def fresh(self, skey: str, data: bytes | None, tenant: str | None, type: Any) -> Any:
-        """Decode ``data`` and return ``(decoded)`` if fresh, else ``MISS``; counts L2 hit/miss."""
+        """Return the decoded entry if ``data`` is fresh, else ``MISS``; counts L2 hit/miss."""
         if data is not None:
             dec = self.decode(skey, data, tenant, type)
             if dec is not None and dec.logical_expiry > time.time():
