@@ -199,8 +199,6 @@ class Core:
         counted and skipped (``get_or_set`` returns the value without storing it).
         """
         assert opts.ttl is not None
-        if opts.encrypt and not self.codec.encrypts:
-            raise ConfigurationError("encrypt=True but the cache's codec has no encryptor")
         data = self.codec.encode(
             value,
             key=skey,

@@ -56,10 +56,3 @@ def key_prefix(namespace: str, tenant: str | None) -> str:
     if tenant is None:
         return f"{namespace}:k:"
     return f"{namespace}:t:{tenant}:"
-
-
-def tag_key(namespace: str, tenant: str | None, tag: str) -> str:
-    """Return the storage key that holds a tag's invalidation timestamp."""
-    if tenant is None:
-        return f"{namespace}:g:k:{tag}"
-    return f"{namespace}:g:t:{tenant}:{tag}"

@@ -211,57 +211,43 @@ class Codec:
             flags = FLAG_COMPRESSED
             comp_id = comp.id
 
+        # Choose how the entry is authenticated, then frame one header for it.
         enc = self._encryptor
+        signer = self._signer
         if encrypt is None:
             encrypt = enc is not None
+        key_id, nonce = "", b""
         if encrypt:
             if enc is None:
                 raise ConfigurationError("encrypt=True, but this codec has no encryptor")
             key_id, nonce = enc.begin(tenant)
             flags |= FLAG_ENCRYPTED
-            header = pack_header(
-                flags=flags,
-                serializer_id=serializer.id,
-                compressor_id=comp_id,
-                created_at=created_at,
-                logical_expiry=logical_expiry,
-                tags=tags,
-                key_id=key_id,
-                nonce=nonce,
+        elif signer is not None:
+            key_id = signer.key_id
+            flags |= FLAG_SIGNED
+        elif self._write_needs_auth:
+            raise ConfigurationError(
+                f"{serializer!r} entries must be encrypted or signed: encrypt=False "
+                "needs a codec with signing_key="
             )
+        header = pack_header(
+            flags=flags,
+            serializer_id=serializer.id,
+            compressor_id=comp_id,
+            created_at=created_at,
+            logical_expiry=logical_expiry,
+            tags=tags,
+            key_id=key_id,
+            nonce=nonce,
+        )
+        if encrypt:
+            assert enc is not None
             aad = header + key.encode("utf-8")
             return header + enc.encrypt(key_id, nonce, payload, aad, tenant)
-
-        signer = self._signer
-        if signer is None:
-            if self._write_needs_auth:
-                raise ConfigurationError(
-                    f"{serializer!r} entries must be encrypted or signed: encrypt=False "
-                    "needs a codec with signing_key="
-                )
-            header = pack_header(
-                flags=flags,
-                serializer_id=serializer.id,
-                compressor_id=comp_id,
-                created_at=created_at,
-                logical_expiry=logical_expiry,
-                tags=tags,
-            )
-            return header + payload
-        key_id = signer.key_id
-        body = (
-            pack_header(
-                flags=flags | FLAG_SIGNED,
-                serializer_id=serializer.id,
-                compressor_id=comp_id,
-                created_at=created_at,
-                logical_expiry=logical_expiry,
-                tags=tags,
-                key_id=key_id,
-            )
-            + payload
-        )
-        return body + signer.sign(key_id, key.encode("utf-8"), body)
+        if signer is not None:
+            body = header + payload
+            return body + signer.sign(key_id, key.encode("utf-8"), body)
+        return header + payload
 
     def decode(
         self, data: bytes, *, key: str, tenant: str | None = None, type: Any = None
