@@ -4,7 +4,8 @@ Run:  .venv/bin/python benchmarks/bench_codec.py [--quick] [--no-redis]
 
 Part 1 times every pipeline (serializer x compressor x encryption/signing) on realistic
 JSON-ish values of 100 B .. 1 MB, with ``orjson.dumps``/``orjson.loads`` measured in the same
-run as the baseline. Part 2 measures an L2 hit (redis-py GET + decode) of a 1 KB value against a
+run as the baseline, then the JSON serializer's NaN check on values that hold ``None`` (the
+only ones it walks). Part 2 measures an L2 hit (redis-py GET + decode) of a 1 KB value against a
 redis-server this script starts on a free port: plain vs raw ``GET + orjson.loads`` (goal:
 <= 1.2x) and AES-GCM vs plain (goal: encryption adds < 20%). Printed as markdown tables.
 """
@@ -74,6 +75,7 @@ def pipelines() -> dict[str, Codec]:
         "json+gzip": Codec(compressor=GzipCompressor(min_size=0)),
         "json+lz4": Codec(compressor=Lz4Compressor(min_size=0)),
         "json+aes": Codec(encryptor=aes),
+        "json+aes, encrypt=False (hmac)": Codec(encryptor=aes),
         "json+zstd+aes": Codec(compressor=ZstdCompressor(min_size=0), encryptor=aes),
         "msgpack+lz4+aes": Codec(
             serializer=MsgpackSerializer(), compressor=Lz4Compressor(min_size=0), encryptor=aes
@@ -110,11 +112,12 @@ def bench_pipelines(budget: float) -> None:
         )
         for name, codec in codecs.items():
             enc = codec.encode
-            data = enc(value, key=KEY, created_at=0.0, logical_expiry=1.0)
+            encrypt = False if "encrypt=False" in name else None
+            data = enc(value, key=KEY, created_at=0.0, logical_expiry=1.0, encrypt=encrypt)
             assert codec.decode(data, key=KEY).value == value
             t_enc = per_call(
-                lambda enc=enc, value=value: enc(
-                    value, key=KEY, created_at=0.0, logical_expiry=1.0
+                lambda enc=enc, value=value, encrypt=encrypt: enc(
+                    value, key=KEY, created_at=0.0, logical_expiry=1.0, encrypt=encrypt
                 ),
                 budget,
             )
@@ -125,6 +128,33 @@ def bench_pipelines(budget: float) -> None:
                 f"| {t_enc / base_enc:.2f} | {t_dec / base_dec:.2f} | {len(data)} "
                 f"| {len(data) / len(raw):.2f} |"
             )
+    print()
+    bench_nan_check(budget)
+
+
+def with_none(value: Any) -> Any:
+    """``value`` with an optional field set to None in every record (JSON then holds null)."""
+    if "items" not in value:
+        return {**value, "note": None}
+    return {**value, "items": [{**r, "note": None} for r in value["items"]]}
+
+
+def bench_nan_check(budget: float) -> None:
+    print("## JSON NaN check (refuses NaN/inf, which orjson would store as null)\n")
+    print(
+        "| size | value | orjson.dumps µs | JsonSerializer.dumps µs | ratio |\n"
+        "|---|---|---:|---:|---:|"
+    )
+    dumps = Codec().serializer.dumps
+    for label, target in SIZES.items():
+        if target > 100_000:
+            continue
+        for kind, value in (("no None", make_value(target)), ("None in every record", None)):
+            if value is None:
+                value = with_none(make_value(target))
+            base = per_call(lambda value=value: orjson.dumps(value), budget)
+            ours = per_call(lambda value=value: dumps(value), budget)
+            print(f"| {label} | {kind} | {base * 1e6:.1f} | {ours * 1e6:.1f} | {ours / base:.2f} |")
     print()
 
 

@@ -1,9 +1,10 @@
 """L1 speed and memory: MemoryCache per policy against cachetools and cachebox, in one run.
 
     .venv/bin/python benchmarks/bench_memory.py [--rounds 9] [--entries 1000000] [--strict]
+    .venv/bin/python benchmarks/bench_memory.py --only rss   # just table 4
 
-Three tables, every contender measured in the same run, rounds interleaved (rotating who goes
-first) and the median kept:
+Four tables; the speed ones measure every contender in the same run, rounds interleaved
+(rotating who goes first), and keep the median:
 
 1. ``get`` hit, ns/op: 10,000 entries (all with a ttl), a loop of ``get`` over their keys.
    Baseline ``dict.get``. Peers: ``cachetools`` LRU/LFU/TTL, ``cachebox`` LRU/LFU/TTL. Also
@@ -15,6 +16,14 @@ first) and the median kept:
    (keys and values allocated beforehand): a plain dict, cachetools, MemoryCache per policy.
    Target: MemoryCache's overhead at most 2x cachetools' ``TTLCache``. cachebox keeps its
    entries on the Rust heap, where tracemalloc can't see, so it is left out of this table.
+4. RSS under ``max_bytes`` (issue B7): a ``MemoryCache(max_bytes=32 MiB)``, alone and as the
+   L1 of a ``DataFerry`` with no L2, is filled with ``--rss-values`` values of about 1 MiB
+   each (several times the budget) of one kind: ``str``, ``bytes``, a ``dict`` holding a str,
+   a ``list`` of ints, a list of dict ``rows``. Each fill runs in a fresh interpreter, so the
+   allocator starts clean; the table shows the peak growth of the process's resident memory
+   during the fill (sampled every few sets) against the budget. Target: at most 2x
+   ``max_bytes`` for every kind. A last row weighs entries with the old shallow estimate
+   (``sys.getsizeof``), for comparison. Linux only (``/proc/self/statm``).
 
 A MemoryCache hit records itself in a lossy buffer that writes hand to the policy later: the
 ``get`` rows measure the read path alone, the ``set`` rows include draining those reads.
@@ -25,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -38,9 +49,11 @@ import cachebox
 import cachetools
 
 from dataferry import MemoryCache
+from dataferry._memory._weigher import ENTRY_OVERHEAD
 
 POLICIES = ("tinylfu", "lru", "lfu", "ttl")
 TTL = 3600.0
+MiB = 1 << 20
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -227,6 +240,111 @@ def bytes_per_entry(entries: int) -> dict[str, float]:
     return out
 
 
+# -- 4. RSS under max_bytes -----------------------------------------------------------------
+
+
+def _str_value(i: int) -> str:
+    return f"{i:08d}" + "x" * (MiB - 8)
+
+
+def _bytes_value(i: int) -> bytes:
+    return b"%08d" % i + b"x" * (MiB - 8)
+
+
+def _dict_value(i: int) -> dict[str, str]:
+    return {"blob": _str_value(i)}  # the value of issue B7
+
+
+def _list_value(i: int) -> list[int]:
+    start = 1000 + i * 30_000  # distinct ints (not the interpreter's cached small ones)
+    return list(range(start, start + 26_000))  # 8-byte slot + 32-byte int: about 1 MiB
+
+
+def _rows_value(i: int) -> list[dict[str, Any]]:
+    # A query result: 4,000 rows of 3 fields, about 1 MiB live (the keys are shared).
+    return [{"id": i * 10_000 + j, "name": f"user {j}", "score": j * 0.5} for j in range(4000)]
+
+
+RSS_KINDS: dict[str, Callable[[int], Any]] = {
+    "str": _str_value,
+    "bytes": _bytes_value,
+    "dict": _dict_value,
+    "list": _list_value,
+    "rows": _rows_value,
+}
+RSS_TARGETS = ("MemoryCache", "DataFerry", "MemoryCache, shallow weigher")
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _shallow(key: str, value: Any) -> int:
+    # The default weigher before issue B7: the value's own size, not what it holds.
+    return sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_OVERHEAD
+
+
+def rss_fill(kind: str, target: str, budget: int, values: int) -> dict[str, float]:
+    """Fill one cache with ``values`` values of ``kind``; return the RSS growth (run alone)."""
+    make = RSS_KINDS[kind]
+    weigher = _shallow if target.endswith("shallow weigher") else None
+    memory = MemoryCache(max_entries=None, max_bytes=budget, weigher=weigher)
+    put: Callable[[str, Any], None] = memory.set
+    if target == "DataFerry":
+        from dataferry import DataFerry
+
+        facade = DataFerry(memory=memory, distributed=None, default_ttl=TTL)
+
+        def put(key: str, value: Any) -> None:
+            facade.set(key, value)
+
+    gc.collect()
+    base = peak = _rss()
+    for i in range(values):
+        put(f"key:{i}", make(i))
+        if i % 4 == 3:
+            peak = max(peak, _rss())
+    gc.collect()
+    final = _rss()
+    stats = memory.stats()
+    return {
+        "peak": max(peak, final) - base,
+        "final": final - base,
+        "entries": stats.entries,
+        "weight": stats.weight,
+    }
+
+
+def rss_table(budget: int, values: int) -> tuple[str, list[str]]:
+    """Run every (kind, target) fill in its own interpreter; return the table and misses."""
+    lines = [
+        f"\n### RSS growth filling max_bytes={budget / MiB:g} MiB with {values} values "
+        "of about 1 MiB\n",
+        "| value | cache | entries kept | weight (MiB) | peak RSS growth (MiB) | x max_bytes |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    missed = []
+    runs = [(kind, target) for kind in RSS_KINDS for target in RSS_TARGETS[:2]]
+    runs.append(("dict", RSS_TARGETS[2]))
+    for kind, target in runs:
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-one", kind, target, str(budget), str(values)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        got = json.loads(out.strip().splitlines()[-1])
+        ratio = got["peak"] / budget
+        lines.append(
+            f"| {kind} | `{target}` | {got['entries']:.0f} | {got['weight'] / MiB:.1f} | "
+            f"{got['peak'] / MiB:.1f} | {ratio:.2f} |"
+        )
+        if ratio > 2 and "shallow" not in target:
+            missed.append(f"RSS {kind} via {target}")
+    return "\n".join(lines), missed
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -245,38 +363,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set-capacity", type=int, default=1_000)
     parser.add_argument("--set-ops", type=int, default=20_000)
     parser.add_argument("--entries", type=int, default=1_000_000, help="for bytes per entry")
+    parser.add_argument("--rss-budget", type=int, default=32 * MiB, help="max_bytes, table 4")
+    parser.add_argument("--rss-values", type=int, default=200, help="values per fill, table 4")
+    parser.add_argument("--only", choices=["speed", "bytes", "rss"], help="one part only")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--rss-one", nargs=4, help=argparse.SUPPRESS)  # a child of table 4
     args = parser.parse_args(argv)
+    if args.rss_one:
+        kind, target, budget, values = args.rss_one
+        print(json.dumps(rss_fill(kind, target, int(budget), int(values))))
+        return 0
 
     print(
         f"# MemoryCache: speed and memory\n\nPython {sys.version.split()[0]}, "
         f"{os.cpu_count()} CPUs, median of {args.rounds} interleaved rounds"
     )
     missed = []
-    keys = [f"key:{i}" for i in range(args.get_entries)]
-    gets = rounds_median(get_contenders(keys), args.rounds)
-    print(speed_table("get (hit)", gets, "dict.get"))
-    ttl_get = gets["cachetools.TTLCache.get"]
-    ours = gets.get("DataFerry.get", gets["MemoryCache('tinylfu').get"])
-    which = "DataFerry.get" if "DataFerry.get" in gets else "MemoryCache.get (no facade yet)"
-    speedup = ttl_get / ours
-    print(f"\n{which} is {speedup:.1f}x faster than cachetools.TTLCache.get (target >= 2x)")
-    if speedup < 2:
-        missed.append("L1 hit speed")
+    if args.only in (None, "speed"):
+        keys = [f"key:{i}" for i in range(args.get_entries)]
+        gets = rounds_median(get_contenders(keys), args.rounds)
+        print(speed_table("get (hit)", gets, "dict.get"))
+        ttl_get = gets["cachetools.TTLCache.get"]
+        ours = gets.get("DataFerry.get", gets["MemoryCache('tinylfu').get"])
+        which = "DataFerry.get" if "DataFerry.get" in gets else "MemoryCache.get (no facade yet)"
+        speedup = ttl_get / ours
+        print(f"\n{which} is {speedup:.1f}x faster than cachetools.TTLCache.get (target >= 2x)")
+        if speedup < 2:
+            missed.append("L1 hit speed")
 
-    sets = rounds_median(set_contenders(args.set_capacity, args.set_ops), args.rounds)
-    print(speed_table("set, every one evicting", sets, "dict[k] = v (no eviction)"))
+        sets = rounds_median(set_contenders(args.set_capacity, args.set_ops), args.rounds)
+        print(speed_table("set, every one evicting", sets, "dict[k] = v (no eviction)"))
 
-    sizes = bytes_per_entry(args.entries)
-    print(f"\n### bytes per entry, {args.entries:,} entries (structure only)\n")
-    print("| structure | bytes/entry | x TTLCache |\n|---|---:|---:|")
-    reference = sizes["cachetools.TTLCache"]
-    for name, size in sizes.items():
-        print(f"| `{name}` | {size:,.0f} | {size / reference:.2f} |")
-    worst = max(v for k, v in sizes.items() if k.startswith("MemoryCache"))
-    print(f"\nMemoryCache's worst is {worst / reference:.2f}x TTLCache's (target <= 2x)")
-    if worst > 2 * reference:
-        missed.append("bytes per entry")
+    if args.only in (None, "bytes"):
+        sizes = bytes_per_entry(args.entries)
+        print(f"\n### bytes per entry, {args.entries:,} entries (structure only)\n")
+        print("| structure | bytes/entry | x TTLCache |\n|---|---:|---:|")
+        reference = sizes["cachetools.TTLCache"]
+        for name, size in sizes.items():
+            print(f"| `{name}` | {size:,.0f} | {size / reference:.2f} |")
+        worst = max(v for k, v in sizes.items() if k.startswith("MemoryCache"))
+        print(f"\nMemoryCache's worst is {worst / reference:.2f}x TTLCache's (target <= 2x)")
+        if worst > 2 * reference:
+            missed.append("bytes per entry")
+
+    if args.only in (None, "rss"):
+        table, rss_missed = rss_table(args.rss_budget, args.rss_values)
+        print(table)
+        print("\ntarget: peak RSS growth <= 2x max_bytes for every kind (the shallow row excepted)")
+        missed.extend(rss_missed)
 
     if missed:
         print(f"\nmissed: {', '.join(missed)}")

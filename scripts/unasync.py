@@ -21,8 +21,8 @@ DIRS = [
 
 # L2 / helper method names whose async form carries an "a" prefix.
 _PREFIXED = (
-    "aget_many|aget|aset_many|aset|areplace|adelete_many|adelete|aclose|acall|aping|attl|"
-    "apublish|asubscribe|arun|aload|aload_many|asave|adelete_source|aseed|await_all"
+    "aget_many|aget|aset_many|aset|acompare_and_set|areplace|adelete_many|adelete|aclose|acall|"
+    "aping|attl|apublish|asubscribe|arun|aload|aload_many|asave|adelete_source|aseed|await_all"
 )
 
 SUBS: list[tuple[str, str]] = [
@@ -38,6 +38,9 @@ SUBS: list[tuple[str, str]] = [
     (r"\bAsyncIterable\b", "Iterable"),
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\bAwaitable\[([^\]]+)\]", r"\1"),
+    # Awaitable is gone from the sync code: drop it from its import too.
+    (r"^(from collections\.abc import .*)\bAwaitable, ", r"\1"),
+    (r"^(from collections\.abc import .*), Awaitable$", r"\1"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\bfor asyncio code\b", "for synchronous (threaded) code"),
     (r"\bAsync([A-Z]\w*)", r"\1"),
@@ -53,7 +56,16 @@ HEADER = "# GENERATED from {src} by scripts/unasync.py: do not edit.\n"
 
 def transform(text: str) -> str:
     out = []
+    skipping = False
     for line in text.splitlines(keepends=True):
+        # Blocks between "unasync: begin async-only" and "unasync: end async-only" have no
+        # sync form (e.g. overloads for awaitable factories) and are left out of _sync/.
+        if "unasync: begin async-only" in line:
+            skipping = True
+        if skipping:
+            if "unasync: end async-only" in line:
+                skipping = False
+            continue
         if "unasync: keep" not in line:
             for pattern, repl in _COMPILED:
                 line = pattern.sub(repl, line)

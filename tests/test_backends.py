@@ -20,6 +20,7 @@ import redis.sentinel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 from dataferry import (
     ConfigurationError,
@@ -28,6 +29,7 @@ from dataferry import (
     RedisCache,
     SQLiteCache,
 )
+from dataferry._async._redis_ops import CAS_SHA
 from tests.redis_servers import RedisCluster, RedisSentinel
 
 ALL_BYTES = bytes(range(256))
@@ -81,6 +83,7 @@ async def make_backend(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> tuple[Any, Callable[[], Awaitable[None]]]:
     """Return ``(backend, cleanup)`` for a kind of backend."""
+    cache: Any
     if kind == "redis":
         cache = RedisCache.from_url(request.getfixturevalue("redis_url"))
     elif kind == "redis-clients":
@@ -217,28 +220,56 @@ async def test_delete_many_counts_existing_keys(l2: Half) -> None:
 async def test_expired_entries_count_as_absent(l2: Half) -> None:
     await l2.set("k", b"v", 0.01)
     await wait_until(lambda: l2.gone("k"))
-    assert await l2.replace("k", b"new") is False
+    assert await l2.compare_and_set("k", b"v", b"new") is False
     assert await l2.delete("k") is False
     assert await l2.get("k") is None
 
 
-async def test_replace_overwrites_only_existing_keys(l2: Half) -> None:
-    assert await l2.replace("k", b"new") is False
-    assert await l2.get("k") is None
+async def test_compare_and_set_replaces_only_the_expected_bytes(l2: Half) -> None:
+    assert await l2.compare_and_set("k", b"old", b"new") is False
+    assert await l2.get("k") is None  # a missing key is not created
     await l2.set("k", b"old", 60)
-    assert await l2.replace("k", b"new") is True
+    assert await l2.compare_and_set("k", b"other", b"new") is False
+    assert await l2.get("k") == b"old"
+    assert await l2.compare_and_set("k", b"old", b"new") is True
+    assert await l2.get("k") == b"new"
+    assert await l2.compare_and_set("k", b"old", b"newer") is False  # old is gone
     assert await l2.get("k") == b"new"
 
 
-async def test_replace_keeps_the_remaining_ttl(l2: Half) -> None:
+async def test_compare_and_set_compares_whole_binary_values(l2: Half) -> None:
+    value = ALL_BYTES * 3
+    await l2.set("k", value, 60)
+    assert await l2.compare_and_set("k", value[:-1], b"x") is False  # a prefix is not equal
+    assert await l2.compare_and_set("k", value + b"\x00", b"x") is False
+    assert await l2.compare_and_set("k", value, MEGABYTE) is True
+    assert await l2.get("k") == MEGABYTE
+    await l2.set("empty", b"", 60)
+    assert await l2.compare_and_set("empty", b"", b"filled") is True
+    assert await l2.get("empty") == b"filled"
+
+
+async def test_compare_and_set_loses_to_a_newer_write(l2: Half) -> None:
+    # The expire() race: a reader fetched `stale`, another node then wrote `newer`; the
+    # reader's compare-and-set must fail and leave the newer value in place.
+    await l2.set("k", b"stale", 60)
+    seen = await l2.get("k")
+    await l2.set("k", b"newer", 60)  # lands between the read and the CAS
+    assert seen is not None
+    assert await l2.compare_and_set("k", seen, b"stale-marked-expired") is False
+    assert await l2.get("k") == b"newer"
+
+
+async def test_compare_and_set_keeps_the_remaining_ttl(l2: Half) -> None:
     # Without KEEPTTL the replaced key would never expire. A slow machine may let the first
-    # short TTL run out before replace(): then try a longer one.
+    # short TTL run out before the CAS: then try a longer one.
     for ttl in (0.2, 1.0, 5.0):
         await l2.set("k", b"old", ttl)
-        if await l2.replace("k", b"new"):
+        if await l2.compare_and_set("k", b"old", b"new"):
             break
     else:
-        pytest.fail("replace() never found the key")
+        pytest.fail("compare_and_set() never found the key")
+    assert await l2.get("k") in (b"new", None)
     await wait_until(lambda: l2.gone("k"))
 
 
@@ -248,10 +279,10 @@ async def test_ttl_reports_the_time_left(l2: Half) -> None:
     left = await l2.ttl("k")
     assert left is not None
     assert 0 < left <= 60
-    await l2.replace("k", b"w")
+    assert await l2.compare_and_set("k", b"v", b"w")
     left_after = await l2.ttl("k")
     assert left_after is not None
-    assert left_after <= left
+    assert 50 < left_after <= left
 
 
 async def test_every_byte_value_round_trips(l2: Half) -> None:
@@ -296,7 +327,8 @@ async def test_any_key_and_value_round_trip(l2: Half, key: str, value: bytes) ->
         ("get_many", (["k"],)),
         ("set", ("k", b"v", 60.0)),
         ("set_many", ([("k", b"v", 60.0)],)),
-        ("replace", ("k", b"v")),
+        ("compare_and_set", ("k", b"v", b"w")),
+        ("ttl", ("k",)),
         ("delete", ("k",)),
         ("delete_many", (["k"],)),
     ],
@@ -316,12 +348,14 @@ async def test_from_url_connects_on_any_first_call(
 async def test_a_client_that_cannot_be_built_raises_distributed_cache_error() -> None:
     # The sync cluster client connects while it is built; nothing listens on port 1.
     cache = RedisCache.from_url("redis://127.0.0.1:1", cluster=True)
-    with pytest.raises(DistributedCacheError, match="connect"):
+    with pytest.raises(DistributedCacheError, match="connect") as info:
         cache.get("k")
-    # A cluster has no databases but 0: the asyncio client refuses to be built.
-    cache = RedisCache.from_url("redis://127.0.0.1:1/3", cluster=True)
-    with pytest.raises(DistributedCacheError, match="connect"):
+    assert isinstance(info.value.__cause__, (redis.RedisError, RedisClusterException))
+    # The asyncio cluster client is built without connecting: it fails on the command.
+    with pytest.raises(DistributedCacheError) as info:
         await cache.aget("k")
+    assert isinstance(info.value.__cause__, (redis.RedisError, RedisClusterException))
+    await cache.aclose()
 
 
 async def test_ttl_is_sent_in_milliseconds(redis_url: str) -> None:
@@ -340,16 +374,62 @@ async def test_ttl_is_sent_in_milliseconds(redis_url: str) -> None:
             cache.close()
 
 
-async def test_replace_keeps_ttl_exactly(redis_url: str) -> None:
+async def test_compare_and_set_keeps_ttl_exactly(redis_url: str) -> None:
     cache = RedisCache.from_url(redis_url)
     with redis.Redis.from_url(redis_url) as raw:
         try:
             await cache.aset("k", b"v", 100)
-            assert await cache.areplace("k", b"w")
+            assert await cache.acompare_and_set("k", b"v", b"w")
             assert 90_000 < raw.pttl("k") <= 100_000
             raw.set("forever", b"v")
-            assert cache.replace("forever", b"w")
+            assert cache.compare_and_set("forever", b"v", b"w")
             assert raw.pttl("forever") == -1
+            assert raw.get("forever") == b"w"
+        finally:
+            await cache.aclose()
+            cache.close()
+
+
+@pytest.mark.parametrize("is_async", [True, False], ids=["async", "sync"])
+async def test_compare_and_set_reloads_its_script_after_a_flush(
+    redis_url: str, is_async: bool
+) -> None:
+    # EVALSHA runs the cached script; a server that lost it (restart, failover, SCRIPT FLUSH)
+    # answers NOSCRIPT, and the script is loaded again.
+    half = Half(RedisCache.from_url(redis_url), is_async)
+    with redis.Redis.from_url(redis_url) as raw:
+        try:
+            await half.set("k", b"a", 60)
+            assert await half.compare_and_set("k", b"a", b"b")
+            raw.script_flush()
+            assert raw.script_exists(CAS_SHA) == [False]
+            assert await half.compare_and_set("k", b"b", b"c")
+            assert raw.script_exists(CAS_SHA) == [True]
+            assert raw.get("k") == b"c"
+        finally:
+            await half.close()
+
+
+@pytest.mark.parametrize("is_async", [True, False], ids=["async", "sync"])
+async def test_compare_and_set_on_every_cluster_master(
+    redis_cluster: RedisCluster, is_async: bool
+) -> None:
+    cache = RedisCache.from_url(redis_cluster.url, cluster=True)
+    half = Half(cache, is_async)
+    with redis.RedisCluster.from_url(redis_cluster.url) as raw:
+        ports = {raw.get_node_from_key(k).port for k in SPREAD}
+        assert len(ports) == 3  # the keys live on every master
+        for master in redis_cluster.masters:  # no script cached anywhere: NOSCRIPT first
+            master.execute("SCRIPT", "FLUSH")
+        try:
+            await half.set_many([(k, k.encode(), 60.0) for k in SPREAD])
+            for key in SPREAD:
+                assert await half.compare_and_set(key, b"wrong", b"x") is False
+                assert await half.compare_and_set(key, key.encode(), b"new-" + key.encode())
+                raw.set(key, b"newer", px=60_000)  # another node's write, between read and CAS
+                assert await half.compare_and_set(key, b"new-" + key.encode(), b"x") is False
+            assert [raw.get(k) for k in SPREAD] == [b"newer"] * len(SPREAD)
+            assert all(raw.pttl(k) > 0 for k in SPREAD)
         finally:
             await cache.aclose()
             cache.close()
@@ -453,7 +533,7 @@ async def test_constructor_rejects_what_is_not_a_client(redis_url: str) -> None:
             with pytest.raises(ConfigurationError, match="two sync"):
                 RedisCache(sclient, sync_client=sclient)
             with pytest.raises(ConfigurationError, match="async_client must be"):
-                RedisCache(async_client=sclient)  # type: ignore[arg-type]
+                RedisCache(async_client=sclient)
             with pytest.raises(ConfigurationError, match="sync_client must be"):
                 RedisCache(sync_client=aclient)  # type: ignore[arg-type]
 
@@ -472,6 +552,42 @@ def test_from_url_checks_the_scheme_and_hides_passwords() -> None:
         RedisCache.from_sentinel([], "svc")
 
 
+@pytest.mark.parametrize(
+    ("url", "cluster", "match"),
+    [
+        ("redis://localhost:notaport/0", False, "Port"),
+        ("redis://localhost:notaport/0", True, "Port"),
+        ("redis://localhost:99999/0", False, "Port"),
+        ("redis://localhost:6379/notadb", False, "database must be a number"),
+        ("redis://localhost:6379/-1", False, "database must be a number"),
+        ("redis://localhost:6379/?db=x", False, "db"),
+        ("redis://localhost:6379/3", True, "only database 0"),
+        ("redis://localhost:6379/0?db=2", True, "only database 0"),
+        ("redis://localhost:6379/0?socket_timeout=soon", False, "socket_timeout"),
+        ("redis://localhost:6379/0?no_such_option=1", False, "no_such_option"),
+        ("redis://localhost:6379/0?no_such_option=1", True, "no_such_option"),
+        ("unix:///tmp/redis.sock?db=2", True, "db"),
+        ("redis://user:secret@localhost:notaport/0", False, "Port"),
+    ],
+)
+def test_from_url_refuses_a_malformed_url_at_construction(
+    url: str, cluster: bool, match: str
+) -> None:
+    # Nothing listens on these addresses: the error comes from the URL, before any connection.
+    with pytest.raises(ConfigurationError, match=match) as info:
+        RedisCache.from_url(url, cluster=cluster)
+    assert "secret" not in str(info.value)
+
+
+def test_from_url_and_from_sentinel_refuse_bad_options_at_construction() -> None:
+    with pytest.raises(ConfigurationError, match="no_such_option"):
+        RedisCache.from_url("redis://localhost:1/0", no_such_option=1)
+    with pytest.raises(ConfigurationError, match="no_such_option"):
+        RedisCache.from_sentinel([("localhost", 1)], "svc", no_such_option=1)
+    with pytest.raises(ConfigurationError, match="host, port"):
+        RedisCache.from_sentinel([("localhost", "notaport")], "svc")  # type: ignore[list-item]
+
+
 async def test_cluster_clients_passed_in(redis_cluster: RedisCluster) -> None:
     async with redis.asyncio.RedisCluster.from_url(redis_cluster.url) as aclient:
         with redis.RedisCluster.from_url(redis_cluster.url) as sclient:
@@ -484,10 +600,16 @@ async def test_cluster_clients_passed_in(redis_cluster: RedisCluster) -> None:
 
 
 async def test_sentinel_master_clients_passed_in(redis_sentinel: RedisSentinel) -> None:
-    asentinel = redis.asyncio.sentinel.Sentinel(redis_sentinel.sentinels, socket_timeout=1.0)
-    ssentinel = redis.sentinel.Sentinel(redis_sentinel.sentinels, socket_timeout=1.0)
+    asentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        redis_sentinel.sentinels, socket_timeout=1.0
+    )
+    ssentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        redis_sentinel.sentinels, socket_timeout=1.0
+    )
     aclient = asentinel.master_for(redis_sentinel.service_name, socket_timeout=1.0)
-    sclient = ssentinel.master_for(redis_sentinel.service_name, socket_timeout=1.0)
+    sclient = ssentinel.master_for(  # type: ignore[no-untyped-call]
+        redis_sentinel.service_name, socket_timeout=1.0
+    )
     try:
         cache = RedisCache(async_client=aclient, sync_client=sclient)
         await cache.aset("k", b"v", 60)
@@ -683,7 +805,23 @@ def test_sqlite_rejects_bad_settings(kwargs: dict[str, Any]) -> None:
 
 
 def test_sqlite_errors_are_distributed_cache_errors(tmp_path: Path) -> None:
-    cache = SQLiteCache(tmp_path / "missing-dir" / "l2.sqlite")
+    path = tmp_path / "l2.sqlite"
+    cache = SQLiteCache(path)
+    path.mkdir()  # the file became a directory after the cache was built
     with pytest.raises(DistributedCacheError) as info:
         cache.get("k")
     assert isinstance(info.value.__cause__, sqlite3.Error)
+    assert path.is_dir()  # not a corruption: nothing was moved aside
+    assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []
+
+
+def test_sqlite_in_a_missing_directory_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        SQLiteCache(tmp_path / "missing-dir" / "l2.sqlite")
+    with pytest.raises(ConfigurationError, match="directory"):
+        SQLiteCache(tmp_path)
+    assert not (tmp_path / "missing-dir").exists()
+    SQLiteCache(":memory:").close()
+    relative = SQLiteCache("l2-relative.sqlite")  # the current directory exists: fine
+    assert not Path("l2-relative.sqlite").exists()  # nothing is opened before the first call
+    relative.close()

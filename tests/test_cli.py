@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import runpy
 import subprocess
 import sys
@@ -26,7 +27,21 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_code(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: dataferry")
-    assert "demo" in out
+    for command in ("demo", "inspect", "keygen"):
+        assert f"    {command} " in out
+    assert "exit status:" in out
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["inspect"], ["keygen"]])
+def test_help_fits_an_80_column_terminal(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    assert exit_code([*command, "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # No flag or word is cut at its hyphen ("--keys-" / "env").
+    assert not [line for line in lines if re.search(r"\w-$", line)]
 
 
 def test_demo_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -166,3 +181,47 @@ def test_python_dash_m(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     assert proc.stdout.startswith("usage: dataferry")
     # Importing the module (pydoc, tools) runs nothing.
     importlib.import_module("dataferry.__main__")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost:notaport/0", "the port must be an integer from 1 to 65535"),
+        ("http://x", "a Redis URL starts with redis://, rediss:// or unix:// (got http://)"),
+    ],
+)
+def test_demo_bad_redis_url_exits_2_before_doing_anything(
+    url: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--redis", url, "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"dataferry demo: bad --redis URL: {message}\n"  # no SQLite database built
+
+
+def test_demo_bad_redis_url_through_the_entry_point() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dataferry", "demo", "--redis", "redis://:pw@h:notaport/0"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "dataferry demo: bad --redis URL: the port must be an integer from 1 to 65535\n"
+    )
+
+
+def test_demo_configuration_error_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataferry._demo
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise dataferry.ConfigurationError("RedisCache refuses this\nURL")
+
+    monkeypatch.setattr(dataferry._demo, "run_demo", refused)
+    assert main(["demo", "--redis", "redis://localhost:6379/0"]) == 2
+    assert capsys.readouterr().err == "dataferry demo: RedisCache refuses this URL\n"

@@ -30,7 +30,7 @@ from dataferry import (
     ZstdCompressor,
 )
 from dataferry._codec import DecodeError
-from dataferry._codec._envelope import FLAG_SIGNED, pack_header
+from dataferry._codec._envelope import FLAG_SIGNED, checksum, pack_header
 
 KEY = "app:k:user:42"
 K1, K2 = os.urandom(32), os.urandom(32)
@@ -142,7 +142,9 @@ def test_typed_decode_of_plain_types(serializer: Any) -> None:
     assert roundtrip(codec, UID, type=uuid.UUID) == UID
     assert roundtrip(codec, Decimal("1.23"), type=Decimal) == Decimal("1.23")
     assert roundtrip(codec, (1, "a"), type=tuple[int, str]) == (1, "a")
-    assert roundtrip(codec, {1: "a"}, type=dict[int, str]) == {1: "a"}
+    # JSON keys are strings (JsonSerializer refuses int keys); type= turns them back.
+    keys: dict[Any, str] = {"1": "a"} if isinstance(serializer, JsonSerializer) else {1: "a"}
+    assert roundtrip(codec, keys, type=dict[int, str]) == {1: "a"}
     assert roundtrip(codec, Color.RED, type=Color) is Color.RED
     assert roundtrip(codec, {"x": 1}, type=Any) == {"x": 1}
 
@@ -166,7 +168,8 @@ def test_json_encodes_sets_bytes_and_library_objects() -> None:
         enc(codec, {1, 2})
     assert roundtrip(codec, b"\x00\xff") == "AP8="  # base64, what typed decoders expect
     assert roundtrip(codec, b"\x00\xff", type=bytes) == b"\x00\xff"
-    assert roundtrip(codec, {1: "a"}) == {"1": "a"}  # JSON object keys are strings
+    with pytest.raises(SerializationError, match="dict keys must be str"):
+        enc(codec, {1: "a"})  # would come back as {"1": "a"}
     assert roundtrip(codec, StructUser(1, "a", NOW, UID))["uid"] == str(UID)
 
 
@@ -207,7 +210,7 @@ class Exploit:
         return (_record, ("pwned",))
 
 
-def _forged_pickle_entry(flags: int = 0, key_id: str = "", tail: bytes = b"") -> bytes:
+def _forged_pickle_entry(flags: int = 0, key_id: str = "", tail: bytes | None = None) -> bytes:
     import pickle
 
     header = pack_header(
@@ -218,7 +221,9 @@ def _forged_pickle_entry(flags: int = 0, key_id: str = "", tail: bytes = b"") ->
         logical_expiry=1e12,
         key_id=key_id,
     )
-    return header + pickle.dumps(Exploit()) + tail
+    body = header + pickle.dumps(Exploit())
+    # A plain entry with a valid checksum: anyone can compute one (not a security boundary).
+    return body + (checksum(KEY.encode(), body) if tail is None else tail)
 
 
 def test_pickle_is_refused_without_encryption_or_signing() -> None:
@@ -250,10 +255,16 @@ def test_forged_pickle_entries_are_never_unpickled() -> None:
         _forged_pickle_entry(FLAG_SIGNED, "default", b"\x00" * 32),  # a made-up MAC
         _forged_pickle_entry(FLAG_SIGNED, "k1", os.urandom(32)),
     ]
-    for codec in (signing, encrypting, Codec(serializers=[], signing_key=K1)):
+    rollout = Codec(serializer=PickleSerializer(), signing_key=K1, accept_unauthenticated=True)
+    for codec in (signing, encrypting, Codec(serializers=[], signing_key=K1), rollout):
         for data in forged:
             with pytest.raises(DecodeError):
                 codec.decode(data, key=KEY)
+    with pytest.raises(DecodeError, match="neither signed nor encrypted"):
+        signing.decode(forged[0], key=KEY)
+    # Even a codec that reads plain entries during a rollout never unpickles them.
+    with pytest.raises(DecodeError, match="refusing to deserialize an unauthenticated entry"):
+        rollout.decode(forged[0], key=KEY)
     # A default codec has no pickle reader at all.
     with pytest.raises(DecodeError, match="unknown serializer id 3"):
         Codec().decode(forged[0], key=KEY)
@@ -276,14 +287,17 @@ def test_signed_pickle_entry_with_a_flipped_bit_is_never_unpickled() -> None:
     assert UNPICKLED == []
 
 
-def test_pickle_without_encryption_needs_a_signing_key_at_the_call() -> None:
+def test_pickle_without_encryption_is_signed() -> None:
+    # With the encryptor's derived key, or with signing_key= when given.
     codec = Codec(serializer=PickleSerializer(), encryptor=AesGcmEncryptor(ring()))
-    with pytest.raises(ConfigurationError, match="encrypted or signed"):
-        enc(codec, 1, encrypt=False)
+    data = enc(codec, (1,), encrypt=False)
+    assert Codec.read_header(data).signed
+    assert codec.decode(data, key=KEY).value == (1,)
     both = Codec(serializer=PickleSerializer(), encryptor=AesGcmEncryptor(ring()), signing_key=K2)
     data = enc(both, (1,), encrypt=False)
     assert Codec.read_header(data).signed
     assert both.decode(data, key=KEY).value == (1,)
+    assert Codec(serializer=PickleSerializer(), signing_key=K2).decode(data, key=KEY).value == (1,)
 
 
 def test_pickle_serializer_validates_protocol_and_unpicklable_values() -> None:
@@ -347,50 +361,50 @@ def test_any_codec_reads_entries_of_any_builtin_compressor(cls: Any) -> None:
 @pytest.mark.parametrize("cls", COMPRESSORS)
 def test_decompression_is_bounded(cls: Any) -> None:
     bomb = cls(min_size=0).compress(b"\x00" * 100_000)
-    with pytest.raises(ValueError, match="max_output_size"):
-        cls(max_output_size=50_000).decompress(bomb)
-    assert cls(max_output_size=100_000).decompress(bomb) == b"\x00" * 100_000
-    # Through a codec: the reader's own limit applies, and it is a miss.
+    with pytest.raises(ValueError, match="larger than"):
+        cls().decompress(bomb, 99_999)
+    assert cls().decompress(bomb, 100_000) == b"\x00" * 100_000
+    # Through a codec: the reader's own max_value_bytes applies, and it is a miss.
     data = enc(Codec(compressor=cls(min_size=0)), "a" * 100_000)
-    with pytest.raises(DecodeError):
-        Codec(compressor=cls(max_output_size=50_000)).decode(data, key=KEY)
+    assert Codec(max_value_bytes=100_002).decode(data, key=KEY).value == "a" * 100_000
+    with pytest.raises(DecodeError, match="larger than"):
+        Codec(max_value_bytes=100_001).decode(data, key=KEY)
 
 
 @pytest.mark.parametrize("cls", COMPRESSORS)
 def test_truncated_or_padded_compressed_payloads_are_refused(cls: Any) -> None:
     comp = cls()
-    frame = comp.compress(b"hello" * 1000)
-    for bad in (frame[:-3], frame + b"junk"):
-        with pytest.raises(Exception):  # noqa: B017, PT011 - any error; the codec maps it
-            comp.decompress(bad)
+    for payload in (b"hello" * 1000, b""):
+        frame = comp.compress(payload)
+        assert comp.decompress(frame, len(payload)) == payload
+        for bad in (frame[:-3], frame + b"junk"):
+            with pytest.raises(Exception):  # noqa: B017, PT011 - any error; the codec maps it
+                comp.decompress(bad, 10**6)
 
 
-def test_frames_without_a_content_size_are_bounded_too() -> None:
-    # Frames other writers may produce: no size in the header, so the output limit applies.
+def test_frames_without_a_content_size_are_refused() -> None:
+    # DataFerry always writes the size; a frame without one could only be bounded by
+    # inflating it, so it is refused outright (a miss), before any output is allocated.
     import lz4.frame
     import zstandard
 
     payload = b"a" * 5000
-    frames = [
+    frames: list[tuple[Any, bytes]] = [
         (ZstdCompressor, zstandard.ZstdCompressor(write_content_size=False).compress(payload)),
         (Lz4Compressor, lz4.frame.compress(payload, store_size=False)),
     ]
     for cls, frame in frames:
-        assert cls().decompress(frame) == payload
-        with pytest.raises(Exception):  # noqa: B017, PT011 - the library's own error type
-            cls(max_output_size=100).decompress(frame)
+        with pytest.raises(ValueError, match=r"content size|declared size"):
+            cls().decompress(frame, 10**6)
     with pytest.raises(ValueError, match="trailing"):
-        Lz4Compressor().decompress(frames[1][1] + b"junk")
+        Lz4Compressor().decompress(lz4.frame.compress(payload) + b"junk", 10**6)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [({"min_size": -1}, "min_size"), ({"max_output_size": 0}, "max_output_size")],
-)
 @pytest.mark.parametrize("cls", COMPRESSORS)
-def test_compressor_options_are_validated(cls: Any, kwargs: dict[str, int], message: str) -> None:
-    with pytest.raises(ConfigurationError, match=message):
-        cls(**kwargs)
+def test_compressor_options_are_validated(cls: Any) -> None:
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigurationError, match="min_size"):
+            cls(min_size=bad)
 
 
 def test_gzip_level_is_validated_and_output_is_deterministic() -> None:
@@ -418,7 +432,7 @@ def test_zstd_compressor_is_safe_across_threads() -> None:
     payloads = [os.urandom(64) * (i + 20) for i in range(64)]
 
     def work(p: bytes) -> bool:
-        return comp.decompress(comp.compress(p)) == p
+        return comp.decompress(comp.compress(p), len(p)) == p
 
     with ThreadPoolExecutor(4) as pool:
         assert all(pool.map(work, payloads))
@@ -481,10 +495,16 @@ def test_wrong_key_material_or_no_encryptor_is_a_decode_error(aes: Codec) -> Non
 
 
 def test_per_entry_encrypt_option(aes: Codec) -> None:
-    plain = enc(aes, "v", encrypt=False)
-    assert not Codec.read_header(plain).encrypted
-    assert Codec().decode(plain, key=KEY).value == "v"
-    assert aes.decode(plain, key=KEY).value == "v"
+    # encrypt=False on a keyed codec still authenticates: signed, bound to the storage key.
+    unencrypted = enc(aes, "v", encrypt=False)
+    header = Codec.read_header(unencrypted)
+    assert (header.encrypted, header.signed, header.key_id) == (False, True, "k1")
+    assert b'"v"' in unencrypted  # readable in L2, as asked
+    assert aes.decode(unencrypted, key=KEY).value == "v"
+    with pytest.raises(DecodeError, match="no signing key"):
+        Codec().decode(unencrypted, key=KEY)
+    with pytest.raises(DecodeError, match="MAC"):
+        aes.decode(unencrypted, key="app:k:user:43")
     with pytest.raises(ConfigurationError, match="no encryptor"):
         enc(Codec(), "v", encrypt=True)
     assert Codec.read_header(enc(aes, "v", encrypt=True)).encrypted
@@ -540,7 +560,10 @@ def test_the_design_doc_example_works(monkeypatch: pytest.MonkeyPatch) -> None:
     decoded = codec.decode(data, key=KEY)
     assert (decoded.value, decoded.created_at, decoded.logical_expiry) == (BIG, 100.0, 400.0)
     assert codec.encrypts
-    assert not codec.signs
+    assert codec.signs  # encrypt=False entries, with a key derived from the keyring
+    assert codec.authenticates
+    assert not codec.accept_unauthenticated
+    assert codec.max_value_bytes == 32 * 1024 * 1024
     assert codec.compressor is not None
     assert isinstance(codec.serializer, JsonSerializer)
 
@@ -606,7 +629,9 @@ class ReverseCompressor:
     def compress(self, data: bytes, /) -> bytes:
         return data[::-1]
 
-    def decompress(self, data: bytes, /) -> bytes:
+    def decompress(self, data: bytes, max_size: int, /) -> bytes:
+        if len(data) > max_size:
+            raise ValueError("too large")
         return bytes(data)[::-1]
 
 
@@ -653,6 +678,23 @@ def test_custom_serializers_and_compressors_are_read_by_id() -> None:
 def test_objects_that_do_not_fit_their_protocol_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         Codec(**kwargs)
+
+
+def test_a_compressor_whose_decompress_takes_no_limit_is_refused() -> None:
+    class Unbounded:
+        id = 201
+        min_size = 0
+
+        def compress(self, data: bytes, /) -> bytes:
+            return data
+
+        def decompress(self, data: bytes, /) -> bytes:
+            return data
+
+    with pytest.raises(ConfigurationError, match=r"decompress must accept \(data, max_size"):
+        Codec(compressor=Unbounded())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max_size"):
+        Codec(compressors=[Unbounded()])  # type: ignore[list-item]
 
 
 def test_wire_ids_must_fit_a_byte() -> None:

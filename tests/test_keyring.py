@@ -57,7 +57,10 @@ def test_keyring_holds_keys_by_id_with_a_primary() -> None:
         ({"a": K1, "b": K2}, None, "primary= is required"),
         ({"a": K1}, "b", "'b' is not in the keyring"),
         ({"a": K1[:16]}, None, "'a' is 16 bytes; AES-256 needs 32"),
-        ({"a": b64(K1)}, None, "must be bytes, not str"),
+        ({"a": b64(K1)[:-4]}, None, "'a' is 30 bytes; AES-256 needs 32"),
+        ({"a": "not base64!" + b64(K1)}, None, "'a' is a str but not base64"),
+        ({"a": b64(K1) + "=="}, None, "'a' is a str but not base64"),
+        ({"a": 12345}, None, "must be bytes or base64 str, not int"),
         ({"bad id": K1}, None, "key ids must be"),
         ({"é": K1}, None, "key ids must be"),
         ({"x" * 256: K1}, None, "key ids must be"),
@@ -71,6 +74,46 @@ def test_malformed_keyrings_raise_keyring_error(
     with pytest.raises(KeyringError, match=message) as info:
         Keyring(keys, primary=primary)
     assert not any(s in str(info.value) for s in secret_forms(K1))
+
+
+def test_keys_may_be_base64_text_in_any_common_form() -> None:
+    key = bytes([0xFB, 0xFF] * 16)  # '+' and '/' in standard base64, '-' and '_' URL-safe
+    forms = [
+        b64(key),
+        base64.urlsafe_b64encode(key).decode(),
+        base64.urlsafe_b64encode(key).decode().rstrip("="),
+        f"  {b64(key)}\n",
+    ]
+    for form in forms:
+        assert Keyring({"k": form}).key("k") == key
+    ring = Keyring({"k1": K1}).rotated("k2", b64(K2))
+    assert (ring.primary, ring.key("k2")) == ("k2", K2)
+
+
+def test_generate_key_returns_fresh_standard_base64_of_32_bytes() -> None:
+    keys = {Keyring.generate_key() for _ in range(50)}
+    assert len(keys) == 50
+    for key in keys:
+        assert isinstance(key, str)
+        assert len(base64.b64decode(key, validate=True)) == 32
+        assert base64.b64encode(base64.b64decode(key)).decode() == key  # standard alphabet
+
+
+def test_generated_keys_work_in_every_key_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    new, old = Keyring.generate_key(), Keyring.generate_key()
+    monkeypatch.setenv("DF_KEYS", f"new:{new},old:{old}")
+    from_env = Keyring.from_env("DF_KEYS")
+    (tmp_path / "keys").write_text(f"new:{new}\nold:{old}\n")
+    from_file = Keyring.from_file(tmp_path / "keys")
+    direct = Keyring({"new": new, "old": old}, primary="new")
+    for ring in (from_env, from_file, direct):
+        assert ring.primary == "new"
+        assert ring.key("old") == base64.b64decode(old)
+    writer = Codec(encryptor=AesGcmEncryptor(direct))
+    data = writer.encode({"v": 1}, key="k", created_at=0, logical_expiry=1)
+    assert Codec(encryptor=AesGcmEncryptor(from_env)).decode(data, key="k").value == {"v": 1}
 
 
 def test_key_ids_allow_the_documented_alphabet() -> None:

@@ -187,7 +187,8 @@ def test_no_single_write_pays_for_a_mass_expiry(clock: FakeClock) -> None:
         cache.set(f"old{i}", i, ttl=10)
     clock.advance(11)
     cache.set("new", 1)
-    assert 1 < len(cache) < 1000  # some dropped, most left for later writes
+    # Some dropped (1001 entries otherwise), most left for later writes.
+    assert 500 < len(cache) < 1001
 
 
 def test_cleanup_drops_every_expired_entry_at_once(clock: FakeClock) -> None:

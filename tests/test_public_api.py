@@ -52,6 +52,7 @@ def test_every_exception_derives_from_the_root_and_is_in_the_tree_docstring() ->
         (dataferry.PayloadTooLargeError, ValueError),
         (dataferry.FactoryTimeoutError, TimeoutError),
         (dataferry.CircuitOpenError, dataferry.DistributedCacheError),
+        (dataferry.CacheClosedError, RuntimeError),
     ],
 )
 def test_exceptions_subclass_the_stdlib_base_a_user_would_catch(

@@ -22,6 +22,7 @@ from dataferry._codec import (
     ZstdCompressor,
 )
 from dataferry._errors import (
+    CacheClosedError,
     CircuitOpenError,
     ConfigurationError,
     DataFerryError,
@@ -34,8 +35,9 @@ from dataferry._errors import (
     SerializationError,
 )
 from dataferry._events import Stats
+from dataferry._layers import DistributedLayer
 from dataferry._memory import EvictionPolicy, MemoryCache, MemoryStats, estimate_size
-from dataferry._options import Entry, EntryOptions
+from dataferry._options import NOT_GIVEN, Entry, EntryOptions, NotGiven
 from dataferry._sync._facade import DataFerry
 
 __version__ = "0.1.0"
@@ -44,6 +46,7 @@ __all__ = [
     "AesGcmEncryptor",
     "AsyncDataFerry",
     "Builder",
+    "CacheClosedError",
     "CircuitOpenError",
     "Codec",
     "Compressor",
@@ -52,6 +55,7 @@ __all__ = [
     "DataFerryError",
     "DistributedCache",
     "DistributedCacheError",
+    "DistributedLayer",
     "Encryptor",
     "Entry",
     "EntryOptions",
@@ -67,6 +71,8 @@ __all__ = [
     "MemoryCache",
     "MemoryStats",
     "MsgpackSerializer",
+    "NOT_GIVEN",
+    "NotGiven",
     "PayloadTooLargeError",
     "PickleSerializer",
     "RedisCache",

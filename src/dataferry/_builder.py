@@ -17,6 +17,7 @@ from dataferry._codec import (
     ZstdCompressor,
 )
 from dataferry._errors import ConfigurationError
+from dataferry._layers import DistributedLayer
 from dataferry._memory import MemoryCache
 from dataferry._options import EntryOptions
 
@@ -69,6 +70,11 @@ class Builder(Generic[C]):
         from dataferry._backends import SQLiteCache
 
         return self.with_distributed(SQLiteCache(path))
+
+    def with_distributed_layers(self, *layers: DistributedLayer) -> Builder[C]:
+        """Pass every L2 call through ``layers`` (outermost first)."""
+        self._kwargs["distributed_layers"] = layers
+        return self
 
     def with_codec(self, codec: Codec) -> Builder[C]:
         """Use ``codec`` for L2 values (instead of with_serializer/compression/encryption)."""

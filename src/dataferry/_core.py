@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from dataferry._backends import DistributedCache
 from dataferry._codec import Codec, Decoded, DecodeError
 from dataferry._errors import (
+    CacheClosedError,
     ConfigurationError,
-    DistributedCacheError,
     InvalidKeyError,
     PayloadTooLargeError,
 )
 from dataferry._events import CacheEvents, Stats
-from dataferry._keys import check_id, check_key, key_prefix
+from dataferry._keys import check_key, check_namespace, check_tenant, key_prefix
 from dataferry._memory import MemoryCache
-from dataferry._options import Entry, EntryOptions, _check_seconds
+from dataferry._options import Entry, EntryOptions, seconds
+from dataferry._resolve import Resolved, Resolver
 
-__all__ = ["DEFAULT", "MISS", "Core", "logger"]
+__all__ = ["CLOSED_MEMORY", "DEFAULT", "MISS", "Core", "L1Meta", "logger"]
 
 logger = logging.getLogger("dataferry")
 
@@ -37,18 +40,60 @@ MISS: Any = type("_Miss", (), {"__repr__": lambda self: "MISS"})()
 MAX_TAGS = 256
 
 
+class _ClosedMemory:
+    """What a closed cache's hot path finds instead of its L1: every lookup raises.
+
+    Swapping this in at close costs the L1 hit path nothing, where an ``if closed`` would be
+    paid by every hit.
+    """
+
+    __slots__ = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raise CacheClosedError("this cache is closed; create a new one")
+
+
+CLOSED_MEMORY: Any = _ClosedMemory()
+
+
+class L1Meta:
+    """What an L1 entry carries besides its value (L1 stores it opaquely).
+
+    ``created_at`` and ``logical_expiry`` are wall-clock seconds (as in the L2 envelope);
+    ``type`` is the ``type=`` the value was decoded into from L2, or None for a live value
+    that a ``set`` or a factory produced.
+    """
+
+    __slots__ = ("created_at", "logical_expiry", "tags", "type")
+
+    def __init__(
+        self, created_at: float, logical_expiry: float, tags: tuple[str, ...], type: Any
+    ) -> None:
+        self.created_at = created_at
+        self.logical_expiry = logical_expiry
+        self.tags = tags
+        self.type = type
+
+    def __repr__(self) -> str:
+        return (
+            f"L1Meta(created_at={self.created_at!r}, logical_expiry={self.logical_expiry!r}, "
+            f"tags={self.tags!r}, type={self.type!r})"
+        )
+
+
 class Core:
     """Components and defaults shared by one cache and all of its tenant views."""
 
     __slots__ = (
-        "_l2_down",
         "codec",
-        "defaults",
         "events",
+        "join_timeout",
         "l2",
         "max_payload_bytes",
         "memory",
         "namespace",
+        "resolver",
+        "views",
     )
 
     def __init__(
@@ -58,9 +103,10 @@ class Core:
         distributed: DistributedCache | None,
         codec: Codec | None,
         namespace: str,
-        default_ttl: float,
+        default_ttl: float | timedelta,
         default_options: EntryOptions | None,
         max_payload_bytes: int,
+        join_timeout: float | timedelta,
     ) -> None:
         if memory is DEFAULT:
             memory = MemoryCache()
@@ -73,7 +119,6 @@ class Core:
             )
         if codec is not None and not isinstance(codec, Codec):
             raise ConfigurationError(f"codec must be a Codec, got {codec!r}")
-        _check_seconds("default_ttl", default_ttl, allow_zero=False)
         if (
             isinstance(max_payload_bytes, bool)
             or not isinstance(max_payload_bytes, int)
@@ -82,24 +127,23 @@ class Core:
             raise ConfigurationError(
                 f"max_payload_bytes must be a positive int, got {max_payload_bytes!r}"
             )
-        base = EntryOptions(
-            ttl=float(default_ttl), skip_memory=False, skip_distributed=False
-        ).merged(default_options)
+        self.resolver = Resolver(default_ttl, default_options)
+        self.join_timeout = seconds("join_timeout", join_timeout, allow_zero=False)
         self.memory = memory
         self.l2 = distributed
         self.codec = codec if codec is not None else Codec()
-        self.namespace = check_id(namespace, "namespace")
-        self.defaults = base
+        self.namespace = check_namespace(namespace)
         self.max_payload_bytes = max_payload_bytes
         self.events = CacheEvents()
-        self._l2_down = False
+        # The root cache and its tenant views, so closing the cache closes every view.
+        self.views: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- keys and options -------------------------------------------------------------------
 
     def prefix(self, tenant: str | None) -> str:
         """Return the storage-key prefix for ``tenant`` (validated)."""
         if tenant is not None:
-            check_id(tenant, "tenant id")
+            check_tenant(tenant)
         return key_prefix(self.namespace, tenant)
 
     @staticmethod
@@ -107,33 +151,30 @@ class Core:
         """Validate ``key`` and return its storage key."""
         return prefix + check_key(key)
 
-    def storage_keys(self, prefix: str, keys: Iterable[object]) -> list[tuple[str, str]]:
+    @staticmethod
+    def storage_keys(prefix: str, keys: Iterable[object]) -> list[tuple[str, str]]:
         """Validate every key first (bad input raises before any I/O); return (key, skey)."""
         if isinstance(keys, (str, bytes)):
             raise InvalidKeyError("expected an iterable of keys, got a single str/bytes")
+        if not isinstance(keys, Iterable):
+            raise InvalidKeyError(f"expected an iterable of keys, got {type(keys).__name__}")
         out = []
         for key in keys:
             k = check_key(key)
             out.append((k, prefix + k))
         return out
 
-    def resolve(self, ttl: float | None, options: EntryOptions | None) -> EntryOptions:
+    def resolve(self, ttl: float | timedelta | None, options: EntryOptions | None) -> Resolved:
         """Merge the cache defaults, ``options`` and an explicit ``ttl`` (highest priority)."""
-        if options is not None and not isinstance(options, EntryOptions):
-            raise ConfigurationError(f"options must be EntryOptions, got {options!r}")
-        opts = self.defaults.merged(options)
-        if ttl is not None:
-            _check_seconds("ttl", ttl)
-            opts = opts.merged(EntryOptions(ttl=ttl))
-        return opts
+        return self.resolver.resolve(ttl, options)
 
     @staticmethod
     def tags_of(tags: Iterable[str] | None) -> tuple[str, ...]:
         """Validate tags: an iterable of non-empty str (not a bare str)."""
         if tags is None:
             return ()
-        if isinstance(tags, (str, bytes)):
-            raise ConfigurationError("tags must be an iterable of str, not a single str")
+        if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
+            raise ConfigurationError(f"tags must be an iterable of str, got {tags!r}")
         out = tuple(tags)
         if len(out) > MAX_TAGS:
             raise ConfigurationError(f"at most {MAX_TAGS} tags per entry, got {len(out)}")
@@ -148,36 +189,36 @@ class Core:
         return out
 
     def adapt(
-        self, result: Any, opts: EntryOptions, tags: tuple[str, ...]
-    ) -> tuple[Any, EntryOptions, tuple[str, ...]]:
+        self, result: Any, opts: Resolved, tags: tuple[str, ...]
+    ) -> tuple[Any, Resolved, tuple[str, ...]]:
         """Unwrap a factory's :class:`Entry` result into (value, options, tags)."""
         if type(result) is not Entry:
             return result, opts, tags
-        if result.options is not None:
-            opts = opts.merged(result.options)
-        if result.ttl is not None:
-            opts = opts.merged(EntryOptions(ttl=result.ttl))
+        opts = self.resolver.adapt(result, opts)
         if result.tags is not None:
             tags = self.tags_of(result.tags)
         return result.value, opts, tags
 
-    def use_memory(self, opts: EntryOptions) -> MemoryCache | None:
-        """The L1 to use for a call with ``opts``, or None."""
-        return None if opts.skip_memory else self.memory
+    # -- typed values -------------------------------------------------------------------------
 
-    def use_l2(self, opts: EntryOptions) -> DistributedCache | None:
-        """The L2 to use for a call with ``opts``, or None."""
-        return None if opts.skip_distributed else self.l2
+    def typed(self, value: Any, meta: Any, tp: Any) -> Any:
+        """``value`` as the type ``tp`` asks for, as L2 would return it; ``MISS`` if it can't be.
 
-    # -- L1 -----------------------------------------------------------------------------------
-
-    @staticmethod
-    def l1_ttl(opts: EntryOptions, logical_expiry: float, now: float) -> float:
-        """Seconds an entry may live in L1: what is left of its freshness, capped by l1_ttl."""
-        left = logical_expiry - now
-        if opts.l1_ttl is not None and opts.l1_ttl < left:
-            return opts.l1_ttl
-        return left
+        A value decoded from L2 into ``tp`` (recorded in its L1 metadata) or an instance of
+        the class ``tp`` is returned as it is; anything else (a live dict cached by ``set``,
+        a value decoded without ``type=``) goes through the serializer and back into ``tp``,
+        exactly what a read from L2 would do.
+        """
+        if meta is not None and meta.type is not None and meta.type == tp:
+            return value
+        if isinstance(tp, type) and isinstance(value, tp):
+            return value
+        serializer = self.codec.serializer
+        try:
+            return serializer.loads(serializer.dumps(value), tp)
+        except Exception:
+            logger.debug("cached value does not fit the requested type %r: a miss", tp)
+            return MISS
 
     # -- L2 bytes -----------------------------------------------------------------------------
 
@@ -185,52 +226,52 @@ class Core:
         self,
         skey: str,
         value: Any,
-        opts: EntryOptions,
-        tags: tuple[str, ...],
-        now: float,
-        tenant: str | None,
         *,
+        created_at: float,
+        logical_expiry: float,
+        tags: tuple[str, ...],
+        compress: bool | None,
+        encrypt: bool | None,
+        tenant: str | None,
         strict: bool,
     ) -> bytes | None:
         """Encode an entry for L2.
 
         Raises SerializationError for a value the codec can't encode. An entry larger than
-        ``max_payload_bytes`` raises PayloadTooLargeError when ``strict`` (``set``), else is
-        counted and skipped (``get_or_set`` returns the value without storing it).
+        the limits raises PayloadTooLargeError when ``strict`` (``set``), else is counted and
+        skipped (``get_or_set`` returns the value without storing it).
         """
-        assert opts.ttl is not None
-        data = self.codec.encode(
-            value,
-            key=skey,
-            created_at=now,
-            logical_expiry=now + opts.ttl,
-            tags=tags,
-            compress=opts.compress,
-            encrypt=opts.encrypt,
-            tenant=tenant,
-        )
-        if len(data) > self.max_payload_bytes:
-            if strict:
+        try:
+            data = self.codec.encode(
+                value,
+                key=skey,
+                created_at=created_at,
+                logical_expiry=logical_expiry,
+                tags=tags,
+                compress=compress,
+                encrypt=encrypt,
+                tenant=tenant,
+            )
+            if len(data) > self.max_payload_bytes:
                 raise PayloadTooLargeError(
                     f"encoded entry is {len(data)} bytes, over max_payload_bytes="
                     f"{self.max_payload_bytes}; nothing was written"
                 )
+        except PayloadTooLargeError as exc:
+            if strict:
+                raise
             self.events.payload_too_large += 1
-            logger.warning(
-                "entry of %d bytes over max_payload_bytes=%d: returned, not stored",
-                len(data),
-                self.max_payload_bytes,
-            )
+            logger.warning("entry %r not stored: %s", skey, exc)
             return None
         return data
 
     def decode(self, skey: str, data: bytes, tenant: str | None, type: Any) -> Decoded | None:
-        """Decode L2 bytes; any fault is a miss (counted and logged without the value)."""
+        """Decode L2 bytes; any fault is a miss (counted, logged with the key, never the value)."""
         try:
             return self.codec.decode(data, key=skey, tenant=tenant, type=type)
         except DecodeError as exc:
-            self.events.emit("decode_errors", error=str(exc))
-            logger.warning("undecodable L2 entry treated as a miss: %s", exc)
+            self.events.emit("decode_errors", key=skey, error=str(exc))
+            logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, exc)
             return None
 
     def fresh(self, skey: str, data: bytes | None, tenant: str | None, type: Any) -> Any:
@@ -242,26 +283,6 @@ class Core:
                 return dec
         self.events.distributed_misses += 1
         return MISS
-
-    def l2_failed(self, operation: str, exc: DistributedCacheError) -> None:
-        """Count and log an L2 failure (once per outage at warning level)."""
-        self.events.emit("distributed_errors", operation=operation, error=type(exc).__name__)
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        if not self._l2_down:
-            self._l2_down = True
-            logger.warning(
-                "distributed cache failed (%s: %s); answering from L1 and the factory",
-                operation,
-                cause,
-            )
-        else:
-            logger.debug("distributed cache still failing (%s: %s)", operation, cause)
-
-    def l2_ok(self) -> None:
-        """Note a successful L2 call (logs recovery after an outage)."""
-        if self._l2_down:
-            self._l2_down = False
-            logger.info("distributed cache answers again")
 
     # -- stats --------------------------------------------------------------------------------
 

@@ -6,10 +6,12 @@ the stdlib base a user would reach for first (``ValueError``, ``TypeError``, ``T
 
     DataFerryError
     ├── ConfigurationError (ValueError)     bad constructor / builder / option / argument values
+    ├── CacheClosedError (RuntimeError)     a call on a cache after ``aclose()`` / ``close()``
     ├── InvalidKeyError (ValueError)        key not a str, empty, or over 1024 UTF-8 bytes
-    ├── InvalidTenantError (ValueError)     namespace / tenant id outside [A-Za-z0-9_.-]{1,64}
+    ├── InvalidTenantError (ValueError)     tenant id not a str in [A-Za-z0-9_.-]{1,64}
     ├── SerializationError (TypeError)      a value the serializer cannot encode
-    ├── PayloadTooLargeError (ValueError)   an encoded entry over ``max_payload_bytes``
+    ├── PayloadTooLargeError (ValueError)   an entry over ``max_payload_bytes`` (or a value over
+    │                                       the codec's ``max_value_bytes`` once serialized)
     ├── DistributedCacheError               the L2 (Redis, SQLite) failed; translated driver error
     │   └── CircuitOpenError                the L2 is skipped while its circuit breaker is open
     ├── FactoryTimeoutError (TimeoutError)  a factory ran past its hard timeout
@@ -23,6 +25,7 @@ and the call is answered from L1 or the factory.
 from __future__ import annotations
 
 __all__ = [
+    "CacheClosedError",
     "CircuitOpenError",
     "ConfigurationError",
     "DataFerryError",
@@ -44,12 +47,23 @@ class ConfigurationError(DataFerryError, ValueError):
     """A constructor, builder, option or call argument got a value it cannot work with."""
 
 
+class CacheClosedError(DataFerryError, RuntimeError):
+    """The cache was closed (``aclose()`` / ``close()``): a closed cache is never reopened.
+
+    Create a new cache instead; closing is for the end of the program or of its event loop's
+    use of the cache. A tenant view is closed with its cache.
+    """
+
+
 class InvalidKeyError(DataFerryError, ValueError):
     """A cache key is not a ``str``, is empty, or is longer than 1024 UTF-8 bytes."""
 
 
 class InvalidTenantError(DataFerryError, ValueError):
-    """A namespace or tenant id is outside ``[A-Za-z0-9_.-]{1,64}``."""
+    """A tenant id is not a ``str`` matching ``[A-Za-z0-9_.-]{1,64}``.
+
+    (A bad namespace is a :class:`ConfigurationError`: it comes from the cache's setup.)
+    """
 
 
 class SerializationError(DataFerryError, TypeError):

@@ -12,9 +12,13 @@ with :meth:`CacheEvents.subscribe`, so telemetry can attach attributes without n
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
+
+from dataferry._errors import ConfigurationError
 
 __all__ = ["COUNTERS", "CacheEvents", "Stats"]
 
@@ -34,11 +38,20 @@ COUNTERS = (
 
 Listener = Callable[[str, dict[str, Any]], None]
 
+logger = logging.getLogger("dataferry")
+
 
 class CacheEvents:
-    """Mutable event counters shared by one cache and all of its tenant views."""
+    """Mutable event counters shared by one cache and all of its tenant views.
 
-    __slots__ = (*COUNTERS, "_listeners")
+    Listeners are kept in a tuple that is replaced (never mutated) on subscribe and
+    unsubscribe, so a listener may subscribe or unsubscribe, itself or others, while an event
+    is being dispatched, from any thread: the dispatch in progress uses the tuple it started
+    with. A listener that raises is logged (with its traceback the first time, then at debug
+    level) and never breaks the cache call that emitted the event.
+    """
+
+    __slots__ = (*COUNTERS, "_failed", "_listeners", "_lock")
 
     distributed_hits: int
     distributed_misses: int
@@ -54,22 +67,72 @@ class CacheEvents:
     def __init__(self) -> None:
         for name in COUNTERS:
             setattr(self, name, 0)
-        self._listeners: list[Listener] = []
+        self._listeners: tuple[Listener, ...] = ()
+        self._failed: set[int] = set()
+        self._lock = threading.Lock()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event, attributes)`` on every :meth:`emit`; returns an unsubscribe."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        """Call ``listener(event, attributes)`` on every :meth:`emit`; returns an unsubscribe.
+
+        The returned function removes this subscription; calling it again does nothing.
+        """
+        if not callable(listener):
+            raise ConfigurationError(f"listener must be callable, got {listener!r}")
+        token = _Subscription(listener)
+        with self._lock:
+            self._listeners = (*self._listeners, token)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(x for x in self._listeners if x is not token)
+
+        return unsubscribe
 
     def emit(self, event: str, **attributes: Any) -> None:
         """Count ``event`` (a counter name) and tell the listeners, with details."""
         setattr(self, event, getattr(self, event) + 1)
+        self.notify(event, **attributes)
+
+    def notify(self, event: str, **attributes: Any) -> None:
+        """Tell the listeners of ``event`` (already counted by the caller)."""
         for listener in self._listeners:
-            listener(event, attributes)
+            try:
+                listener(event, attributes)
+            except Exception:
+                self._listener_failed(listener, event)
+
+    def _listener_failed(self, listener: Listener, event: str) -> None:
+        ident = id(listener)
+        if ident in self._failed:
+            logger.debug("event listener %r raised again on %r", listener, event, exc_info=True)
+            return
+        self._failed.add(ident)
+        logger.error(
+            "event listener %r raised on %r; the cache call went on (later failures of this "
+            "listener are logged at debug level)",
+            listener,
+            event,
+            exc_info=True,
+        )
 
     def counts(self) -> dict[str, int]:
         """Return a snapshot of every counter."""
         return {name: getattr(self, name) for name in COUNTERS}
+
+
+class _Subscription:
+    """One subscription: the same function subscribed twice is two subscriptions."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Listener) -> None:
+        self._fn = fn
+
+    def __call__(self, event: str, attributes: dict[str, Any]) -> None:
+        self._fn(event, attributes)
+
+    def __repr__(self) -> str:
+        return repr(self._fn)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from dataferry._errors import InvalidKeyError, InvalidTenantError
+from dataferry._errors import ConfigurationError, InvalidKeyError, InvalidTenantError
 
 MAX_KEY_BYTES = 1024
 _ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -44,10 +44,17 @@ def check_key(key: object) -> str:
     return key
 
 
-def check_id(value: object, what: str) -> str:
-    """Return ``value`` if it is a valid namespace/tenant id, else raise InvalidTenantError."""
+def check_tenant(value: object) -> str:
+    """Return ``value`` if it is a valid tenant id, else raise :class:`InvalidTenantError`."""
     if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
-        raise InvalidTenantError(f"{what} must match [A-Za-z0-9_.-]{{1,64}}, got {value!r}")
+        raise InvalidTenantError(f"tenant id must match [A-Za-z0-9_.-]{{1,64}}, got {value!r}")
+    return value
+
+
+def check_namespace(value: object) -> str:
+    """Return ``value`` if it is a valid namespace, else raise :class:`ConfigurationError`."""
+    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
+        raise ConfigurationError(f"namespace must match [A-Za-z0-9_.-]{{1,64}}, got {value!r}")
     return value
 
 

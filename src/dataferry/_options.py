@@ -1,70 +1,149 @@
-"""Per-call options (:class:`EntryOptions`) and the adaptive factory result (:class:`Entry`)."""
+"""Per-call options (:class:`EntryOptions`) and the adaptive factory result (:class:`Entry`).
+
+Every :class:`EntryOptions` field defaults to :data:`NOT_GIVEN`, which means "inherit the
+cache's default". ``None`` is a value of its own where a field allows it (``l1_ttl=None``: no
+separate L1 limit), so a call can unset an option that the cache's defaults set.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Generic, TypeVar
+from datetime import timedelta
+from typing import Any, Final, Generic, TypeVar
 
 from dataferry._errors import ConfigurationError
 
-__all__ = ["Entry", "EntryOptions"]
+__all__ = ["MAX_TTL", "NOT_GIVEN", "Entry", "EntryOptions", "NotGiven", "seconds"]
 
 T = TypeVar("T")
 
-_UNSET: Any = object()
+#: The longest ttl any option accepts: 100 years, in seconds. Redis refuses expiries whose
+#: millisecond deadline overflows a 64-bit integer; a bound far below that keeps every L2 able
+#: to store what a call asks for, so a ttl is refused at the call instead of failing as an
+#: "outage" at write time.
+MAX_TTL: Final = 100 * 365 * 24 * 3600.0
 
 
-def _check_seconds(name: str, value: object, *, allow_zero: bool = True) -> None:
-    if value is None:
-        return
+class NotGiven:
+    """The type of :data:`NOT_GIVEN`: an option that was not given (inherit the default)."""
+
+    __slots__ = ()
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NOT_GIVEN"
+
+
+#: "Not given": the option inherits the cache's default (``None`` is a value of its own).
+NOT_GIVEN: Final = NotGiven()
+
+
+def seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
+    """Return ``value`` (a number of seconds or a ``timedelta``) as a float, validated.
+
+    Raises :class:`ConfigurationError` for anything else, a negative, NaN or infinite value,
+    zero when ``allow_zero`` is false, or more than :data:`MAX_TTL`.
+    """
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
-    if math.isnan(value) or value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
-        raise ConfigurationError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        raise ConfigurationError(
+            f"{name} must be a number of seconds or a timedelta, got {value!r}"
+        )
+    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
+        low = "> 0" if not allow_zero else ">= 0"
+        raise ConfigurationError(f"{name} must be a finite number of seconds {low}, got {value!r}")
+    if value > MAX_TTL:
+        raise ConfigurationError(
+            f"{name} must be at most {MAX_TTL:.0f} seconds (100 years), got {value!r}"
+        )
+    return float(value)
+
+
+Seconds = float | timedelta
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EntryOptions:
-    """Options for one cache call; ``None`` fields inherit the cache's defaults.
+    """Options for one cache call; a field left out inherits the cache's default.
+
+    A field that is not given is :data:`NOT_GIVEN`. Durations are seconds (``int`` or
+    ``float``) or a :class:`datetime.timedelta`, and are stored as ``float``.
 
     Attributes:
-        ttl: Seconds the value stays fresh (logical TTL), in L1 and L2.
+        ttl: Seconds the value stays fresh (logical TTL), in L1 and L2. ``0`` means "don't
+            cache": the value is returned and any old entry is removed.
         l1_ttl: Seconds the value may stay in L1 (capped by ``ttl``); shorter than ``ttl``
-            bounds how long another node's write can go unseen without a backplane.
+            bounds how long another node's write can go unseen without a backplane. ``None``:
+            no separate limit (unsets a default).
         skip_memory: Neither read nor write L1 for this call.
         skip_distributed: Neither read nor write L2 for this call.
-        compress: Force compression on (``True``) or off (``False``) for this entry.
-        encrypt: Force encryption on (``True``) or off (``False``) for this entry.
+        compress: Force compression on (``True``) or off (``False``) for this entry; ``None``:
+            the codec decides (compress when it makes the payload smaller).
+        encrypt: Force encryption on (``True``) or off (``False``) for this entry; ``None``:
+            the codec decides (encrypt when it has an encryptor).
+
+    Raises:
+        ConfigurationError: A field of the wrong type, or a duration out of range.
 
     """
 
-    ttl: float | None = None
-    l1_ttl: float | None = None
-    skip_memory: bool | None = None
-    skip_distributed: bool | None = None
-    compress: bool | None = None
-    encrypt: bool | None = None
+    ttl: float | timedelta | NotGiven = NOT_GIVEN
+    l1_ttl: float | timedelta | NotGiven | None = NOT_GIVEN
+    skip_memory: bool | NotGiven = NOT_GIVEN
+    skip_distributed: bool | NotGiven = NOT_GIVEN
+    compress: bool | NotGiven | None = NOT_GIVEN
+    encrypt: bool | NotGiven | None = NOT_GIVEN
 
     def __post_init__(self) -> None:
-        _check_seconds("ttl", self.ttl)
-        _check_seconds("l1_ttl", self.l1_ttl)
-        for f in ("skip_memory", "skip_distributed", "compress", "encrypt"):
-            v = getattr(self, f)
-            if v is not None and not isinstance(v, bool):
-                raise ConfigurationError(f"{f} must be a bool or None, got {v!r}")
+        # Durations are normalized to float here, once, so resolution never converts again.
+        if self.ttl is not NOT_GIVEN:
+            object.__setattr__(self, "ttl", seconds("ttl", self.ttl))
+        if self.l1_ttl is not NOT_GIVEN and self.l1_ttl is not None:
+            object.__setattr__(self, "l1_ttl", seconds("l1_ttl", self.l1_ttl))
+        for name in ("skip_memory", "skip_distributed"):
+            v = getattr(self, name)
+            if v is not NOT_GIVEN and not isinstance(v, bool):
+                raise ConfigurationError(f"{name} must be a bool, got {v!r}")
+        for name in ("compress", "encrypt"):
+            v = getattr(self, name)
+            if v is not NOT_GIVEN and v is not None and not isinstance(v, bool):
+                raise ConfigurationError(f"{name} must be a bool or None, got {v!r}")
+
+    def given(self) -> dict[str, Any]:
+        """Return the fields that were given, as a dict."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is not NOT_GIVEN
+        }
 
     def merged(self, other: EntryOptions | None) -> EntryOptions:
-        """Return these options with every field that ``other`` sets taken from ``other``."""
+        """Return these options with every field that ``other`` gives taken from ``other``."""
         if other is None:
             return self
-        changes = {
-            f.name: getattr(other, f.name)
-            for f in fields(other)
-            if getattr(other, f.name) is not None
-        }
+        if not isinstance(other, EntryOptions):
+            raise ConfigurationError(f"options must be EntryOptions, got {other!r}")
+        changes = other.given()
         return replace(self, **changes) if changes else self
+
+
+def _check_tags_type(tags: object) -> None:
+    if tags is not None and (isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable)):
+        raise ConfigurationError(f"tags must be an iterable of str, got {tags!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +151,19 @@ class Entry(Generic[T]):
     """A factory result that adapts its own cache options (adaptive caching).
 
     A factory may return ``Entry(value, ttl=5)`` instead of ``value`` to cache this value for
-    a different time than the call asked for (for example a shorter ttl for a "not found").
+    a different time than the call asked for (for example a shorter ttl for a "not found"),
+    with other tags, or with other :class:`EntryOptions`. ``ttl=0`` returns the value without
+    caching it.
     """
 
     value: T
-    ttl: float | None = None
+    ttl: float | timedelta | None = None
     tags: Iterable[str] | None = field(default=None)
     options: EntryOptions | None = None
 
     def __post_init__(self) -> None:
-        _check_seconds("ttl", self.ttl)
+        if self.ttl is not None:
+            object.__setattr__(self, "ttl", seconds("ttl", self.ttl))
+        _check_tags_type(self.tags)
+        if self.options is not None and not isinstance(self.options, EntryOptions):
+            raise ConfigurationError(f"options must be EntryOptions, got {self.options!r}")

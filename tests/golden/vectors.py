@@ -1,10 +1,14 @@
 """Golden envelope vectors: the inputs, how to build their codecs, and the generator.
 
-``envelopes.json`` is committed and frozen: it pins the wire format, so a change that breaks
-entries already stored in someone's Redis fails ``tests/test_envelope.py``. Regenerate only when
-adding vectors (existing ones must not change):
+``envelopes.json`` (envelope v2) is committed and frozen: it pins the wire format, so a change
+that breaks entries already stored in someone's Redis fails ``tests/test_envelope.py``.
+Regenerate only when adding vectors (existing ones must not change):
 
     .venv/bin/python -m tests.golden.vectors --add-missing
+
+A new envelope *version* gets a new file: the vectors of the version it replaces move to
+``envelopes_v<N>.json``, frozen too, and the tests check that current readers refuse them (a
+miss, not a wrong value). ``envelopes_v1.json`` holds the v1 vectors (same specs, same keys).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from dataferry import (
 )
 
 PATH = Path(__file__).with_name("envelopes.json")
+#: Vectors of envelope versions that current readers must refuse, by version.
+OLD_PATHS = {1: Path(__file__).with_name("envelopes_v1.json")}
 
 # Test-only keys, public on purpose: they appear in the committed vectors.
 KEYS = {"k1": bytes(range(32)), "k2": bytes(range(32, 64))}
@@ -79,6 +85,17 @@ SPECS: dict[str, dict[str, Any]] = {
     "signed": {"value": SMALL, "sign": True},
     "signed_compressed": {"value": LARGE, "compressor": "gzip", "sign": True},
     "signed_pickle": {"value": SMALL, "serializer": "pickle", "sign": True},
+    # v2: a plain entry under a tenant key (the checksum covers the key), and encrypt=False on
+    # a codec with an encryptor: signed with a key derived from the encryptor's keyring.
+    "plain_json_tenant": {"value": SMALL, "tenant": "acme", "key": "app:t:acme:user:42"},
+    "signed_by_encryptor": {"value": SMALL, "encrypt": True, "entry_encrypt": False},
+    "signed_by_encryptor_compressed": {
+        "value": LARGE,
+        "compressor": "zstd",
+        "encrypt": True,
+        "entry_encrypt": False,
+        "tags": ["orders"],
+    },
 }
 
 _SERIALIZERS: dict[str, type[Serializer]] = {
@@ -127,6 +144,7 @@ def encode(spec: dict[str, Any]) -> bytes:
         logical_expiry=LOGICAL_EXPIRY,
         tags=tuple(spec.get("tags", ())),
         tenant=spec.get("tenant"),
+        encrypt=spec.get("entry_encrypt"),
     )
 
 
@@ -139,9 +157,9 @@ def reproducible(spec: dict[str, Any]) -> bool:
     return not spec.get("compressor") and spec.get("serializer", "json") != "pickle"
 
 
-def load() -> dict[str, dict[str, Any]]:
-    """Read the committed vectors."""
-    data: dict[str, dict[str, Any]] = json.loads(PATH.read_text(encoding="utf-8"))["vectors"]
+def load(path: Path = PATH) -> dict[str, dict[str, Any]]:
+    """Read the committed vectors (of the current version, unless ``path`` says otherwise)."""
+    data: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["vectors"]
     return data
 
 
@@ -160,7 +178,7 @@ def main(argv: list[str]) -> int:
             }
             print("added", name)
     doc = {
-        "format": "DataFerry envelope v1 golden vectors (see tests/golden/vectors.py)",
+        "format": "DataFerry envelope v2 golden vectors (see tests/golden/vectors.py)",
         "keys": {k: base64.b64encode(v).decode() for k, v in KEYS.items()},
         "nonce": NONCE.hex(),
         "vectors": existing,

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from typing_extensions import Self
+
+from dataferry._async._flight import AsyncSingleFlight
+from dataferry._async._l2 import AsyncDistributedAccessor
 from dataferry._backends import DistributedCache
-from dataferry._callables import AsyncFactory, AsyncLoadMany, acall
-from dataferry._codec import Codec
-from dataferry._core import DEFAULT, MISS, Core
-from dataferry._errors import ConfigurationError, DistributedCacheError, InvalidKeyError
+from dataferry._callables import AsyncFactory, AsyncLoadMany
+from dataferry._codec import Codec, Decoded
+from dataferry._core import CLOSED_MEMORY, DEFAULT, MISS, Core, L1Meta
+from dataferry._errors import ConfigurationError, InvalidKeyError
 from dataferry._events import Stats
+from dataferry._keys import check_tenant
+from dataferry._layers import DistributedLayer
 from dataferry._memory import MemoryCache
-from dataferry._options import EntryOptions
-from dataferry._singleflight import AsyncSingleFlight
+from dataferry._options import Entry, EntryOptions
+from dataferry._resolve import Resolved
+from dataferry._synchronization import AsyncRuntime
 
 if TYPE_CHECKING:
     from dataferry._builder import Builder
@@ -23,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["AsyncDataFerry"]
 
 T = TypeVar("T")
+D = TypeVar("D")
+
+_MiB = 1024 * 1024
 
 
 class AsyncDataFerry:
@@ -41,16 +52,43 @@ class AsyncDataFerry:
         distributed: The L2 (:class:`RedisCache`, :class:`SQLiteCache`...); ``None`` = L1 only.
         codec: How values become L2 bytes (default: JSON, no compression, no encryption).
         namespace: Prefix of every storage key, ``[A-Za-z0-9_.-]{1,64}``.
-        default_ttl: Seconds an entry stays fresh when a call gives no ttl.
+        default_ttl: Seconds (or a ``timedelta``) an entry stays fresh when a call gives no ttl.
         default_options: Defaults for every :class:`EntryOptions` field.
         max_payload_bytes: Largest encoded entry written to L2 (default 8 MiB).
+        distributed_layers: Layers every L2 call passes through, outermost first (see
+            :class:`DistributedLayer`).
+        join_timeout: Most seconds a caller waits for another caller's computation of the same
+            key before computing on its own (default 30).
+        offload_sync_factories: Run factories that are not ``async`` functions in a worker
+            thread the cache owns, so a blocking factory doesn't stop the event loop. Off by
+            default: most sync factories are quick, and a thread hop costs more than they do.
+            (``DataFerry`` accepts it and runs factories in the calling thread either way.)
+        close_timeout: Most seconds :meth:`aclose` waits for factories still running in the
+            cache's background tasks before it cancels them (default 5).
 
     L1 hands every caller the same object: treat cached values as immutable (or build the
     MemoryCache with ``copy_on_read=True``). ``None`` is a value and is cached.
 
+    Lifecycle: the cache connects lazily, works from any event loop (and, for ``DataFerry``,
+    any thread), and :meth:`aclose` (or leaving ``async with``) ends it for good: afterwards
+    every call raises :class:`~dataferry.CacheClosedError`. Create it once, at module level or
+    at start-up, and close it at shutdown.
+
+    Raises:
+        ConfigurationError: An argument of the wrong type or out of range.
+
     """
 
-    __slots__ = ("_core", "_flights", "_l2", "_memory", "_prefix", "_tenant")
+    __slots__ = (
+        "__weakref__",
+        "_core",
+        "_flights",
+        "_l2",
+        "_memory",
+        "_prefix",
+        "_runtime",
+        "_tenant",
+    )
 
     def __init__(
         self,
@@ -59,9 +97,13 @@ class AsyncDataFerry:
         distributed: DistributedCache | None = None,
         codec: Codec | None = None,
         namespace: str = "dataferry",
-        default_ttl: float = 300.0,
+        default_ttl: float | timedelta = 300.0,
         default_options: EntryOptions | None = None,
-        max_payload_bytes: int = 8 * 1024 * 1024,
+        max_payload_bytes: int = 8 * _MiB,
+        distributed_layers: Sequence[DistributedLayer] = (),
+        join_timeout: float | timedelta = 30.0,
+        offload_sync_factories: bool = False,
+        close_timeout: float = 5.0,
     ) -> None:
         core = Core(
             memory=memory,
@@ -71,33 +113,63 @@ class AsyncDataFerry:
             default_ttl=default_ttl,
             default_options=default_options,
             max_payload_bytes=max_payload_bytes,
+            join_timeout=join_timeout,
         )
-        self._bind(core, AsyncSingleFlight(core.events), None)
+        layers = tuple(distributed_layers)
+        for layer in layers:
+            if not isinstance(layer, DistributedLayer):
+                raise ConfigurationError(f"{layer!r} is not a DistributedLayer")
+        if not isinstance(offload_sync_factories, bool):
+            raise ConfigurationError(
+                f"offload_sync_factories must be a bool, got {offload_sync_factories!r}"
+            )
+        runtime = AsyncRuntime(offload=offload_sync_factories, close_timeout=close_timeout)
+        accessor = None
+        if core.l2 is not None:
+            accessor = AsyncDistributedAccessor(core.l2, layers, core.events)
+        flights = AsyncSingleFlight(core.events, runtime, core.join_timeout)
+        self._bind(core, runtime, accessor, flights, None)
 
-    def _bind(self, core: Core, flights: AsyncSingleFlight, tenant: str | None) -> None:
+    def _bind(
+        self,
+        core: Core,
+        runtime: AsyncRuntime,
+        l2: AsyncDistributedAccessor | None,
+        flights: AsyncSingleFlight,
+        tenant: str | None,
+    ) -> None:
         self._core = core
+        self._runtime = runtime
+        self._l2 = l2
         self._flights = flights
         self._tenant = tenant
         self._prefix = core.prefix(tenant)
-        # Hot-path copies: attribute loads on self are cheaper than core.memory chains.
-        self._memory = core.memory
-        self._l2 = core.l2
+        # Hot-path copy: an attribute load on self is cheaper than core.memory. A closed cache
+        # swaps it for CLOSED_MEMORY, so L1 hits pay nothing for the closed check.
+        self._memory: Any = CLOSED_MEMORY if runtime.closed else core.memory
+        core.views.add(self)
 
     @classmethod
-    def builder(cls) -> Builder[Any]:
+    def builder(cls) -> Builder[Self]:
         """Return a fluent :class:`Builder` for this cache type."""
         from dataferry._builder import Builder
 
         return Builder(cls)
 
-    def tenant(self, tenant_id: str) -> AsyncDataFerry:
+    def tenant(self, tenant_id: str) -> Self:
         """Return a view with the same API whose keys (and keys of encryption) are the tenant's.
 
-        Views share the L1, L2, codec and counters; their storage keys are
-        ``{namespace}:t:{tenant}:{key}``, so tenants can never read each other's entries.
+        Views share the L1, L2, codec, counters and lifecycle of their cache; their storage
+        keys are ``{namespace}:t:{tenant}:{key}``, so tenants can never read each other's
+        entries. A view owns nothing: closing it does nothing, closing the cache closes it.
+
+        Raises:
+            InvalidTenantError: ``tenant_id`` is not a str matching ``[A-Za-z0-9_.-]{1,64}``.
+
         """
+        check_tenant(tenant_id)
         view = object.__new__(type(self))
-        view._bind(self._core, self._flights, tenant_id)
+        view._bind(self._core, self._runtime, self._l2, self._flights, tenant_id)
         return view
 
     @property
@@ -110,13 +182,31 @@ class AsyncDataFerry:
         """The tenant of this view, or None for the root cache."""
         return self._tenant
 
+    @property
+    def closed(self) -> bool:
+        """Whether the cache was closed (every call then raises CacheClosedError)."""
+        return self._runtime.closed
+
     def stats(self) -> Stats:
         """Return a snapshot of hits and misses per level, factory calls, joins, errors..."""
         return self._core.stats()
 
+    def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``listener(event, attributes)`` on cache events; return an unsubscribe function.
+
+        Events (named as the :class:`Stats` counters they bump): ``stampede_joins`` (a caller
+        joined another's computation), ``distributed_errors`` (an L2 call failed; attributes
+        ``operation``, ``error``), ``decode_errors`` (an undecodable L2 entry became a miss;
+        ``key``, ``error``). Listeners run in the calling task or thread, may subscribe and
+        unsubscribe at any time, and can't break a cache call: an exception they raise is
+        logged and dropped. Views share their cache's listeners.
+        """
+        return self._core.events.subscribe(listener)
+
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> AsyncDataFerry:
+    async def __aenter__(self) -> Self:
+        self._runtime.check_open()
         return self
 
     async def __aexit__(
@@ -128,33 +218,93 @@ class AsyncDataFerry:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the L2's connections (the L1 is kept; a closed cache may be reopened)."""
+        """Close the cache for good: later calls raise :class:`~dataferry.CacheClosedError`.
+
+        Factories still running in the background get ``close_timeout`` seconds to finish
+        (their callers get their values; nothing more is written), then are cancelled. Then
+        the L2's connections are released. Closing twice does nothing; closing a tenant view
+        does nothing (close the cache it came from).
+        """
+        runtime = self._runtime
+        if self._tenant is not None or runtime.closed:
+            return
+        await runtime.aclose()
+        for view in list(self._core.views):
+            view._memory = CLOSED_MEMORY
         if self._l2 is not None:
-            try:
-                await self._l2.aclose()
-            except DistributedCacheError as exc:
-                self._core.l2_failed("close", exc)
+            await self._l2.aclose()
 
     # -- reads ----------------------------------------------------------------------------------
+
+    # unasync: begin async-only
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Awaitable[Entry[T]]],
+        *,
+        ttl: float | timedelta | None = ...,
+        tags: Iterable[str] | None = ...,
+        options: EntryOptions | None = ...,
+        type: type[T] | None = ...,
+    ) -> T: ...
+
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Awaitable[T]],
+        *,
+        ttl: float | timedelta | None = ...,
+        tags: Iterable[str] | None = ...,
+        options: EntryOptions | None = ...,
+        type: type[T] | None = ...,
+    ) -> T: ...
+
+    # unasync: end async-only
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Entry[T]],
+        *,
+        ttl: float | timedelta | None = ...,
+        tags: Iterable[str] | None = ...,
+        options: EntryOptions | None = ...,
+        type: type[T] | None = ...,
+    ) -> T: ...
+
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], T],
+        *,
+        ttl: float | timedelta | None = ...,
+        tags: Iterable[str] | None = ...,
+        options: EntryOptions | None = ...,
+        type: type[T] | None = ...,
+    ) -> T: ...
 
     async def get_or_set(
         self,
         key: str,
-        factory: AsyncFactory[T],
+        factory: AsyncFactory[Any],
         *,
-        ttl: float | None = None,
+        ttl: float | timedelta | None = None,
         tags: Iterable[str] | None = None,
         options: EntryOptions | None = None,
         type: Any = None,
-    ) -> T:
+    ) -> Any:
         """Return the cached value for ``key``, computing it with ``factory()`` on a miss.
 
         Concurrent callers of a missing key share one ``factory()`` call; its exception reaches
         every one of them and is not cached. ``factory`` may be sync or async and may return an
-        :class:`Entry` to adapt its own ttl/tags. ``type`` decodes L2 data into that class.
+        :class:`Entry` to adapt its own ttl/tags. ``type`` makes the value that type whichever
+        level answers (decoded from L2, or converted as L2 would, e.g. into a dataclass).
         """
         memory = self._memory
-        if memory is not None and options is None:
+        if memory is not None and options is None and type is None:
             # Fast path: only valid keys are ever stored, so a hit needs no validation.
             try:
                 value = memory.get(self._prefix + key, MISS)
@@ -163,29 +313,33 @@ class AsyncDataFerry:
                     f"cache keys must be str, not {key.__class__.__name__}"
                 ) from None
             if value is not MISS:
-                return value  # type: ignore[no-any-return]
+                return value
             return await self._get_or_set(key, factory, ttl, tags, options, type, False)
         return await self._get_or_set(key, factory, ttl, tags, options, type, True)
 
     async def _get_or_set(
         self,
         key: str,
-        factory: AsyncFactory[T],
-        ttl: float | None,
+        factory: AsyncFactory[Any],
+        ttl: float | timedelta | None,
         tags: Iterable[str] | None,
         options: EntryOptions | None,
         type: Any,
         check_memory: bool,
-    ) -> T:
+    ) -> Any:
+        self._runtime.check_open()
         core = self._core
         skey = core.storage_key(self._prefix, key)
+        if not callable(factory):
+            raise ConfigurationError(f"factory must be callable, got {factory!r}")
+        if type is not None:
+            core.codec.check_type(type)  # e.g. a type that needs an extra: raise on hits too
         opts = core.resolve(ttl, options)
         tag_tuple = core.tags_of(tags)
-        memory = core.use_memory(opts)
-        if check_memory and memory is not None:
-            value = memory.get(skey, MISS)
+        if check_memory and not opts.skip_memory:
+            value = self._l1_get(skey, type)
             if value is not MISS:
-                return value  # type: ignore[no-any-return]
+                return value
 
         async def read() -> Any:
             return await self._read_l2(skey, opts, type)
@@ -193,40 +347,97 @@ class AsyncDataFerry:
         async def produce() -> Any:
             return await self._produce(skey, factory, opts, tag_tuple)
 
-        result: T = await self._flights.run(skey, read, produce)
-        return result
+        value = await self._flights.run(skey, read, produce)
+        return value if type is None else self._typed(value, type)
 
-    async def _read_l2(self, skey: str, opts: EntryOptions, type: Any) -> Any:
-        """The flight's first phase: a fresh L2 entry (also put in L1), or MISS."""
-        core = self._core
-        if core.use_l2(opts) is None:
+    def _l1_get(self, skey: str, type: Any) -> Any:
+        """The L1 value of ``skey`` (as ``type`` when given), or MISS."""
+        memory = self._core.memory
+        if memory is None:
             return MISS
-        dec = core.fresh(skey, await self._l2_get(skey), self._tenant, type)
+        if type is None:
+            return memory.get(skey, MISS)
+        entry = memory.get_entry(skey)
+        if entry is None:
+            return MISS
+        value, meta = entry
+        return self._core.typed(value, meta, type)
+
+    def _typed(self, value: Any, type: Any) -> Any:
+        # A value another caller's flight produced: make it the type this caller asked for.
+        typed = self._core.typed(value, None, type)
+        return value if typed is MISS else typed
+
+    async def _read_l2(self, skey: str, opts: Resolved, type: Any) -> Any:
+        """The flight's first phase: a fresh L2 entry (also put in L1), or MISS."""
+        l2 = self._l2
+        if l2 is None or opts.skip_distributed:
+            return MISS
+        data = await l2.get(skey)
+        dec = self._core.fresh(skey, data, self._tenant, type)
         if dec is MISS:
             return MISS
-        memory = core.use_memory(opts)
-        if memory is not None:
-            memory.set(skey, dec.value, core.l1_ttl(opts, dec.logical_expiry, time.time()))
+        assert data is not None
+        self._fill_l1(skey, dec, opts, type, len(data), time.time())
         return dec.value
+
+    def _fill_l1(
+        self, skey: str, dec: Decoded, opts: Resolved, type: Any, size: int, now: float
+    ) -> None:
+        memory = self._core.memory
+        if memory is not None and not opts.skip_memory:
+            meta = L1Meta(dec.created_at, dec.logical_expiry, dec.tags, type)
+            ttl = opts.l1_seconds(dec.logical_expiry, now)
+            memory.set(skey, dec.value, ttl, meta=meta, size_hint=size)
 
     async def _produce(
         self,
         skey: str,
         factory: AsyncFactory[Any],
-        opts: EntryOptions,
+        opts: Resolved,
         tags: tuple[str, ...],
     ) -> Any:
         """The flight's second phase, on a miss: run the factory and store its value."""
         core = self._core
         core.events.factory_calls += 1
         try:
-            result = await acall(factory)
+            result = await self._runtime.call(factory)
         except Exception:
             core.events.factory_errors += 1
             raise
         value, opts, tags = core.adapt(result, opts, tags)
         await self._store(skey, value, opts, tags, strict=False)
         return value
+
+    @overload
+    async def get(
+        self,
+        key: str,
+        default: Any = ...,
+        *,
+        options: EntryOptions | None = ...,
+        type: None = ...,
+    ) -> Any: ...
+
+    @overload
+    async def get(
+        self,
+        key: str,
+        default: None = ...,
+        *,
+        options: EntryOptions | None = ...,
+        type: type[T],
+    ) -> T | None: ...
+
+    @overload
+    async def get(
+        self,
+        key: str,
+        default: D,
+        *,
+        options: EntryOptions | None = ...,
+        type: type[T],
+    ) -> T | D: ...
 
     async def get(
         self,
@@ -238,7 +449,7 @@ class AsyncDataFerry:
     ) -> Any:
         """Return the cached value for ``key``, or ``default`` on a miss."""
         memory = self._memory
-        if memory is not None and options is None:
+        if memory is not None and options is None and type is None:
             try:
                 value = memory.get(self._prefix + key, MISS)
             except TypeError:
@@ -252,6 +463,16 @@ class AsyncDataFerry:
             value = await self._read(key, options, type, True)
         return default if value is MISS else value
 
+    @overload
+    async def try_get(
+        self, key: str, *, options: EntryOptions | None = ..., type: None = ...
+    ) -> tuple[bool, Any]: ...
+
+    @overload
+    async def try_get(
+        self, key: str, *, options: EntryOptions | None = ..., type: type[T]
+    ) -> tuple[bool, T | None]: ...
+
     async def try_get(
         self, key: str, *, options: EntryOptions | None = None, type: Any = None
     ) -> tuple[bool, Any]:
@@ -263,12 +484,14 @@ class AsyncDataFerry:
         self, key: str, options: EntryOptions | None, type: Any, check_memory: bool
     ) -> Any:
         """L1 then L2 lookup without a factory; returns MISS on a miss."""
+        self._runtime.check_open()
         core = self._core
         skey = core.storage_key(self._prefix, key)
+        if type is not None:
+            core.codec.check_type(type)
         opts = core.resolve(None, options)
-        memory = core.use_memory(opts)
-        if check_memory and memory is not None:
-            value = memory.get(skey, MISS)
+        if check_memory and not opts.skip_memory:
+            value = self._l1_get(skey, type)
             if value is not MISS:
                 return value
         return await self._read_l2(skey, opts, type)
@@ -276,6 +499,16 @@ class AsyncDataFerry:
     async def exists(self, key: str, *, options: EntryOptions | None = None) -> bool:
         """Return whether ``key`` holds a fresh value in L1 or L2."""
         return await self._read(key, options, None, True) is not MISS
+
+    @overload
+    async def get_many(
+        self, keys: Iterable[str], *, options: EntryOptions | None = ..., type: None = ...
+    ) -> dict[str, Any]: ...
+
+    @overload
+    async def get_many(
+        self, keys: Iterable[str], *, options: EntryOptions | None = ..., type: type[T]
+    ) -> dict[str, T]: ...
 
     async def get_many(
         self,
@@ -285,53 +518,105 @@ class AsyncDataFerry:
         type: Any = None,
     ) -> dict[str, Any]:
         """Return ``{key: value}`` for the keys that hit (L1 first, then one L2 round trip)."""
+        self._runtime.check_open()
         core = self._core
         pairs = core.storage_keys(self._prefix, keys)
+        if type is not None:
+            core.codec.check_type(type)
         opts = core.resolve(None, options)
-        memory = core.use_memory(opts)
+        found, missing = self._l1_get_many(pairs, opts, type)
+        if missing:
+            hits = await self._l2_get_many([skey for _, skey in missing], opts, type)
+            for k, skey in missing:
+                if skey in hits:
+                    found[k] = hits[skey]
+        return {k: found[k] for k, _ in pairs if k in found}
+
+    def _l1_get_many(
+        self, pairs: list[tuple[str, str]], opts: Resolved, type: Any
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         found: dict[str, Any] = {}
         missing: list[tuple[str, str]] = []
+        use_memory = self._core.memory is not None and not opts.skip_memory
         for k, skey in pairs:
-            value = MISS if memory is None else memory.get(skey, MISS)
+            value = self._l1_get(skey, type) if use_memory else MISS
             if value is MISS:
                 missing.append((k, skey))
             else:
                 found[k] = value
-        if missing and core.use_l2(opts) is not None:
-            blobs = await self._l2_get_many([skey for _, skey in missing])
-            now = time.time()
-            for (k, skey), data in zip(missing, blobs, strict=True):
-                dec = core.fresh(skey, data, self._tenant, type)
-                if dec is not MISS:
-                    found[k] = dec.value
-                    if memory is not None:
-                        memory.set(skey, dec.value, core.l1_ttl(opts, dec.logical_expiry, now))
-        return {k: found[k] for k, _ in pairs if k in found}
+        return found, missing
+
+    async def _l2_get_many(self, skeys: list[str], opts: Resolved, type: Any) -> dict[str, Any]:
+        """``{skey: value}`` of the fresh L2 entries among ``skeys`` (also put in L1)."""
+        l2 = self._l2
+        if l2 is None or opts.skip_distributed or not skeys:
+            return {}
+        blobs = await l2.get_many(skeys)
+        now = time.time()
+        core = self._core
+        hits: dict[str, Any] = {}
+        for skey, data in zip(skeys, blobs, strict=True):
+            dec = core.fresh(skey, data, self._tenant, type)
+            if dec is not MISS:
+                assert data is not None
+                hits[skey] = dec.value
+                self._fill_l1(skey, dec, opts, type, len(data), now)
+        return hits
 
     async def get_or_set_many(
         self,
         keys: Iterable[str],
-        load_many: AsyncLoadMany,
+        load_many: AsyncLoadMany[T],
         *,
-        ttl: float | None = None,
+        ttl: float | timedelta | None = None,
         tags: Iterable[str] | None = None,
         options: EntryOptions | None = None,
-        type: Any = None,
-    ) -> dict[str, Any]:
+        type: type[T] | None = None,
+    ) -> dict[str, T]:
         """Return ``{key: value}`` for ``keys``, loading the misses with one call.
 
         ``load_many(missing_keys)`` (sync or async) returns a mapping; keys it leaves out are
-        absent from the result and not cached.
+        absent from the result and not cached. Each key is single-flight: keys that another
+        call is already computing are waited for, not loaded twice.
         """
+        self._runtime.check_open()
         core = self._core
-        keys = [k for k, _ in core.storage_keys(self._prefix, keys)]
-        found = await self.get_many(keys, options=options, type=type)
-        missing = [k for k in dict.fromkeys(keys) if k not in found]
-        if not missing:
-            return found
+        pairs = core.storage_keys(self._prefix, keys)
+        if not callable(load_many):
+            raise ConfigurationError(f"load_many must be callable, got {load_many!r}")
+        if type is not None:
+            core.codec.check_type(type)
+        opts = core.resolve(ttl, options)
+        tag_tuple = core.tags_of(tags)
+        found, missing = self._l1_get_many(pairs, opts, type)
+        if missing:
+            user_key = dict((skey, k) for k, skey in missing)
+
+            async def read(skeys: list[str]) -> dict[str, Any]:
+                return await self._l2_get_many(skeys, opts, type)
+
+            async def load(skeys: list[str]) -> dict[str, Any]:
+                return await self._load_many(skeys, user_key, load_many, opts, tag_tuple)
+
+            results = await self._flights.run_many(list(user_key), read, load)
+            for skey, value in results.items():
+                found[user_key[skey]] = value if type is None else self._typed(value, type)
+        return {k: found[k] for k, _ in pairs if k in found}
+
+    async def _load_many(
+        self,
+        skeys: list[str],
+        user_key: dict[str, str],
+        load_many: AsyncLoadMany[Any],
+        opts: Resolved,
+        tags: tuple[str, ...],
+    ) -> dict[str, Any]:
+        """The batch flight's second phase: one ``load_many`` call, its values stored."""
+        core = self._core
+        wanted = [user_key[s] for s in skeys]
         core.events.factory_calls += 1
         try:
-            loaded = await acall(lambda: load_many(missing))
+            loaded = await self._runtime.call(lambda: load_many(wanted))
         except Exception:
             core.events.factory_errors += 1
             raise
@@ -339,10 +624,9 @@ class AsyncDataFerry:
             raise ConfigurationError(
                 f"load_many must return a mapping, got {loaded.__class__.__name__}"
             )
-        wanted = {k: loaded[k] for k in missing if k in loaded}
-        await self._store_many(wanted, ttl, tags, options, strict=False)
-        found.update(wanted)
-        return {k: found[k] for k in dict.fromkeys(keys) if k in found}
+        values = {s: loaded[user_key[s]] for s in skeys if user_key[s] in loaded}
+        await self._store_many(values, opts, tags, strict=False)
+        return values
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -351,7 +635,7 @@ class AsyncDataFerry:
         key: str,
         value: Any,
         *,
-        ttl: float | None = None,
+        ttl: float | timedelta | None = None,
         tags: Iterable[str] | None = None,
         options: EntryOptions | None = None,
     ) -> None:
@@ -360,6 +644,7 @@ class AsyncDataFerry:
         Raises SerializationError / PayloadTooLargeError (nothing written) for a value the
         L2 can't hold.
         """
+        self._runtime.check_open()
         core = self._core
         skey = core.storage_key(self._prefix, key)
         opts = core.resolve(ttl, options)
@@ -369,192 +654,193 @@ class AsyncDataFerry:
         self,
         skey: str,
         value: Any,
-        opts: EntryOptions,
+        opts: Resolved,
         tags: tuple[str, ...],
         *,
         strict: bool,
     ) -> None:
-        core = self._core
-        assert opts.ttl is not None
+        if self._runtime.closed:
+            return  # a factory finishing while the cache closes: answer, but write nothing
         if opts.ttl <= 0:  # "do not cache": drop any old value so it isn't served
-            await self._delete(skey, opts)
+            await self._delete([skey], opts)
             return
+        core = self._core
         now = time.time()
+        expiry = now + opts.ttl
         data = None
-        if core.use_l2(opts) is not None:
+        if self._l2 is not None and not opts.skip_distributed:
             # Encode before writing anything: a value L2 can't hold raises with nothing stored.
-            data = core.encode(skey, value, opts, tags, now, self._tenant, strict=strict)
-        memory = core.use_memory(opts)
-        if memory is not None:
-            memory.set(skey, value, core.l1_ttl(opts, now + opts.ttl, now))
-        if data is not None:
-            await self._l2_set(skey, data, opts.ttl)
+            data = core.encode(
+                skey,
+                value,
+                created_at=now,
+                logical_expiry=expiry,
+                tags=tags,
+                compress=opts.compress,
+                encrypt=opts.encrypt,
+                tenant=self._tenant,
+                strict=strict,
+            )
+            if data is None:  # too large for L2: not stored at any level (see README)
+                return
+        memory = core.memory
+        if memory is not None and not opts.skip_memory:
+            memory.set(
+                skey,
+                value,
+                opts.l1_seconds(expiry, now),
+                meta=L1Meta(now, expiry, tags, None),
+                size_hint=None if data is None else len(data),
+            )
+        if data is not None and self._l2 is not None:
+            await self._l2.set(skey, data, opts.physical_ttl())
 
     async def set_many(
         self,
         items: Mapping[str, Any],
         *,
-        ttl: float | None = None,
+        ttl: float | timedelta | None = None,
         tags: Iterable[str] | None = None,
         options: EntryOptions | None = None,
     ) -> None:
-        """Store every ``{key: value}`` in L1 and, in one round trip, in L2."""
-        await self._store_many(items, ttl, tags, options, strict=True)
+        """Store every ``{key: value}`` in L1 and, in one round trip, in L2.
 
-    async def _store_many(
-        self,
-        items: Mapping[str, Any],
-        ttl: float | None,
-        tags: Iterable[str] | None,
-        options: EntryOptions | None,
-        *,
-        strict: bool,
-    ) -> None:
+        Raises SerializationError / PayloadTooLargeError for any value, with nothing written.
+        """
+        self._runtime.check_open()
         core = self._core
         if not isinstance(items, Mapping):
             raise ConfigurationError(f"set_many takes a mapping, got {items.__class__.__name__}")
         pairs = core.storage_keys(self._prefix, items.keys())
         opts = core.resolve(ttl, options)
-        tag_tuple = core.tags_of(tags)
-        assert opts.ttl is not None
-        if opts.ttl <= 0:
-            await self._delete_many([skey for _, skey in pairs], opts)
+        values = {skey: items[k] for k, skey in pairs}
+        await self._store_many(values, opts, core.tags_of(tags), strict=True)
+
+    async def _store_many(
+        self,
+        values: dict[str, Any],
+        opts: Resolved,
+        tags: tuple[str, ...],
+        *,
+        strict: bool,
+    ) -> None:
+        if self._runtime.closed or not values:
             return
+        if opts.ttl <= 0:
+            await self._delete(list(values), opts)
+            return
+        core = self._core
         now = time.time()
-        batch: list[tuple[str, bytes, float]] = []
-        if core.use_l2(opts) is not None:
-            for k, skey in pairs:
-                data = core.encode(
-                    skey, items[k], opts, tag_tuple, now, self._tenant, strict=strict
+        expiry = now + opts.ttl
+        encoded: dict[str, bytes | None] = {}
+        if self._l2 is not None and not opts.skip_distributed:
+            for skey, value in values.items():
+                encoded[skey] = core.encode(
+                    skey,
+                    value,
+                    created_at=now,
+                    logical_expiry=expiry,
+                    tags=tags,
+                    compress=opts.compress,
+                    encrypt=opts.encrypt,
+                    tenant=self._tenant,
+                    strict=strict,
                 )
-                if data is not None:
-                    batch.append((skey, data, opts.ttl))
-        memory = core.use_memory(opts)
-        if memory is not None:
-            l1_ttl = core.l1_ttl(opts, now + opts.ttl, now)
-            for k, skey in pairs:
-                memory.set(skey, items[k], l1_ttl)
-        if batch:
-            await self._l2_set_many(batch)
+        memory = core.memory
+        if memory is not None and not opts.skip_memory:
+            l1_ttl = opts.l1_seconds(expiry, now)
+            for skey, value in values.items():
+                data = encoded.get(skey, b"")
+                if data is None:
+                    continue  # too large for L2: not stored at any level
+                memory.set(
+                    skey,
+                    value,
+                    l1_ttl,
+                    meta=L1Meta(now, expiry, tags, None),
+                    size_hint=len(data) if data else None,
+                )
+        batch = [(s, d, opts.physical_ttl()) for s, d in encoded.items() if d is not None]
+        if batch and self._l2 is not None:
+            await self._l2.set_many(batch)
 
     async def remove(self, key: str, *, options: EntryOptions | None = None) -> None:
         """Remove ``key`` from L1 and L2."""
+        self._runtime.check_open()
         core = self._core
-        await self._delete(core.storage_key(self._prefix, key), core.resolve(None, options))
+        skey = core.storage_key(self._prefix, key)
+        await self._delete([skey], core.resolve(None, options))
 
     async def remove_many(
         self, keys: Iterable[str], *, options: EntryOptions | None = None
     ) -> None:
         """Remove every key from L1 and, in one round trip, from L2."""
+        self._runtime.check_open()
         core = self._core
         pairs = core.storage_keys(self._prefix, keys)
-        await self._delete_many([skey for _, skey in pairs], core.resolve(None, options))
+        await self._delete([skey for _, skey in pairs], core.resolve(None, options))
+
+    async def _delete(self, skeys: list[str], opts: Resolved) -> None:
+        memory = self._core.memory
+        if memory is not None and not opts.skip_memory:
+            for skey in skeys:
+                memory.remove(skey)
+        l2 = self._l2
+        if l2 is None or opts.skip_distributed or not skeys:
+            return
+        if len(skeys) == 1:
+            await l2.delete(skeys[0])
+        else:
+            await l2.delete_many(skeys)
 
     async def expire(self, key: str, *, options: EntryOptions | None = None) -> None:
-        """Mark ``key`` stale: readers miss, but L2 keeps it (for fail-safe) until its TTL ends."""
+        """Mark ``key`` stale: readers miss, but L2 keeps it (for fail-safe) until its TTL ends.
+
+        The L2 entry is rewritten with its logical expiry set to now, atomically: if another
+        node wrote a newer value meanwhile, that value is kept.
+        """
+        self._runtime.check_open()
         core = self._core
         skey = core.storage_key(self._prefix, key)
         opts = core.resolve(None, options)
-        memory = core.use_memory(opts)
-        if memory is not None:
+        memory = core.memory
+        if memory is not None and not opts.skip_memory:
             memory.remove(skey)
-        l2 = core.use_l2(opts)
-        if l2 is None:
+        l2 = self._l2
+        if l2 is None or opts.skip_distributed:
             return
-        data = await self._l2_get(skey)
+        data = await l2.get(skey)
         if data is None:
             return
         dec = core.decode(skey, data, self._tenant, None)
-        if dec is None:
-            await self._delete(skey, opts)
+        if dec is None:  # undecodable: nobody can use it, stale or not
+            await l2.delete(skey)
             return
         now = time.time()
         if dec.logical_expiry <= now:
             return
-        stale = core.codec.encode(
+        header = core.codec.read_header(data)
+        stale = core.encode(
+            skey,
             dec.value,
-            key=skey,
             created_at=dec.created_at,
             logical_expiry=now,
             tags=dec.tags,
+            compress=header.compressed,
+            encrypt=header.encrypted,
             tenant=self._tenant,
+            strict=False,
         )
-        try:
-            await l2.areplace(skey, stale)
-            core.l2_ok()
-        except DistributedCacheError as exc:
-            core.l2_failed("replace", exc)
-
-    # -- L2 calls: errors are counted, logged and become misses -----------------------------
-
-    async def _delete(self, skey: str, opts: EntryOptions) -> None:
-        core = self._core
-        memory = core.use_memory(opts)
-        if memory is not None:
-            memory.remove(skey)
-        l2 = core.use_l2(opts)
-        if l2 is not None:
-            try:
-                await l2.adelete(skey)
-                core.l2_ok()
-            except DistributedCacheError as exc:
-                core.l2_failed("delete", exc)
-
-    async def _delete_many(self, skeys: list[str], opts: EntryOptions) -> None:
-        core = self._core
-        memory = core.use_memory(opts)
-        if memory is not None:
-            for skey in skeys:
-                memory.remove(skey)
-        l2 = core.use_l2(opts)
-        if l2 is not None and skeys:
-            try:
-                await l2.adelete_many(skeys)
-                core.l2_ok()
-            except DistributedCacheError as exc:
-                core.l2_failed("delete_many", exc)
-
-    async def _l2_get(self, skey: str) -> bytes | None:
-        assert self._l2 is not None
-        try:
-            data = await self._l2.aget(skey)
-        except DistributedCacheError as exc:
-            self._core.l2_failed("get", exc)
-            return None
-        self._core.l2_ok()
-        return data
-
-    async def _l2_get_many(self, skeys: list[str]) -> list[bytes | None]:
-        assert self._l2 is not None
-        try:
-            data = await self._l2.aget_many(skeys)
-        except DistributedCacheError as exc:
-            self._core.l2_failed("get_many", exc)
-            return [None] * len(skeys)
-        self._core.l2_ok()
-        return data
-
-    async def _l2_set(self, skey: str, data: bytes, ttl: float) -> None:
-        assert self._l2 is not None
-        try:
-            await self._l2.aset(skey, data, ttl)
-        except DistributedCacheError as exc:
-            self._core.l2_failed("set", exc)
-            return
-        self._core.l2_ok()
-
-    async def _l2_set_many(self, batch: list[tuple[str, bytes, float]]) -> None:
-        assert self._l2 is not None
-        try:
-            await self._l2.aset_many(batch)
-        except DistributedCacheError as exc:
-            self._core.l2_failed("set_many", exc)
-            return
-        self._core.l2_ok()
+        if stale is None:
+            await l2.delete(skey)
+        else:
+            await l2.compare_and_set(skey, data, stale)
 
     def __repr__(self) -> str:
         tenant = f", tenant={self._tenant!r}" if self._tenant else ""
+        closed = ", closed" if self._runtime.closed else ""
+        l2 = None if self._l2 is None else self._l2.backend
         return (
             f"{type(self).__name__}(namespace={self._core.namespace!r}{tenant}, "
-            f"memory={self._memory!r}, distributed={self._l2!r})"
+            f"memory={self._core.memory!r}, distributed={l2!r}{closed})"
         )

@@ -1,29 +1,39 @@
 """The Redis commands behind :class:`~dataferry.RedisCache`, one round trip per call.
 
 The async half lives here; ``scripts/unasync.py`` generates the sync half
-(``dataferry._sync._redis_ops``) from it, and ``RedisCache`` inherits both. Every driver error
-(``RedisError``, ``RedisClusterException``, ``OSError``, ``asyncio.TimeoutError``) becomes a
-:class:`~dataferry.DistributedCacheError` with the driver's exception as ``__cause__``.
+(``dataferry._sync._redis_ops``) from it, and ``RedisCache`` inherits both. Any exception the
+driver raises (``RedisError``, ``OSError``, timeouts, but also ``RuntimeError`` or
+``ValueError``) becomes a :class:`~dataferry.DistributedCacheError` with the driver's exception
+as ``__cause__``; ``BaseException`` (cancellation, ``KeyboardInterrupt``) passes through.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError
 
+from dataferry._backends._loops import async_loop_key
 from dataferry._errors import DistributedCacheError
 
 if TYPE_CHECKING:
     from dataferry._backends._redis import AsyncClusterClient, AsyncRedisClient
 
-__all__ = ["AsyncRedisOps"]
+__all__ = ["AsyncRedisOps", "failed"]
 
-# What redis-py raises when the server, the network or the cluster fails. asyncio.TimeoutError
-# is the builtin TimeoutError (an OSError) from Python 3.11 on, a class of its own on 3.10.
-DRIVER_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
+# compare_and_set: KEYS[1] = key, ARGV[1] = expected bytes, ARGV[2] = new bytes. GET returns
+# false for a missing (or expired) key, which equals no string. KEEPTTL (Redis 6.0+) keeps the
+# remaining expiry, as SET XX KEEPTTL did. One key, so it runs on a cluster too.
+CAS_SCRIPT = """\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+"""
+CAS_SHA = hashlib.sha1(CAS_SCRIPT.encode()).hexdigest()
 
 
 def failed(command: str, exc: BaseException) -> DistributedCacheError:
@@ -38,58 +48,62 @@ def _px(ttl: float) -> int:
 
 
 class AsyncRedisOps:
-    """The async half of :class:`~dataferry.RedisCache` (the ``a``-prefixed methods)."""
+    """The Redis commands of :class:`~dataferry.RedisCache`, for asyncio code."""
 
-    # Set by RedisCache: the client (None until built, for a lazy one), whether it is a
-    # cluster client, and the clients that aclose() must close (those RedisCache built).
-    _async_client: AsyncRedisClient | None
+    # Set by RedisCache: the client of each event loop (the sync half: of key None), whether
+    # the clients are cluster clients.
+    _async_clients: dict[Any, AsyncRedisClient]
     _async_cluster: bool
-    _async_owned: list[AsyncRedisClient]
 
     def _async_connect(self) -> AsyncRedisClient:
-        """Return the client, building it on first use (implemented by ``RedisCache``)."""
+        """Return the client for the running loop, building it (implemented by ``RedisCache``).
+
+        Raises ConfigurationError or DistributedCacheError itself (outside the ``try`` blocks
+        below, so neither is rewrapped).
+        """
         raise NotImplementedError
 
     async def aget(self, key: str, /) -> bytes | None:
         """Return the bytes stored under ``key`` (``GET``), or ``None``."""
-        client = self._async_client
+        # The hot path: one dict lookup keyed by the running loop, then one GET.
+        client = self._async_clients.get(async_loop_key())
         if client is None:
             client = self._async_connect()
         try:
             # decode_responses is refused, so replies are bytes, never str.
             return await client.get(key)  # type: ignore[return-value]
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
             raise failed("GET", exc) from exc
 
     async def aget_many(self, keys: Sequence[str], /) -> list[bytes | None]:
         """Return the bytes of each key in order (``MGET``; split by slot on a cluster)."""
         if not keys:
             return []
-        client = self._async_client
+        client = self._async_clients.get(async_loop_key())
         if client is None:
             client = self._async_connect()
         try:
             if self._async_cluster:
                 return await cast("AsyncClusterClient", client).mget_nonatomic(keys)
             return await client.mget(keys)  # type: ignore[return-value]
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
             raise failed("MGET", exc) from exc
 
     async def aset(self, key: str, value: bytes, ttl: float, /) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (``SET key value PX ms``)."""
-        client = self._async_client
+        client = self._async_clients.get(async_loop_key())
         if client is None:
             client = self._async_connect()
         try:
             await client.set(key, value, px=_px(ttl))
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
             raise failed("SET", exc) from exc
 
     async def aset_many(self, items: Sequence[tuple[str, bytes, float]], /) -> None:
         """Store each ``(key, value, ttl)`` with one pipeline (no transaction)."""
         if not items:
             return
-        client = self._async_client
+        client = self._async_clients.get(async_loop_key())
         if client is None:
             client = self._async_connect()
         try:
@@ -97,66 +111,58 @@ class AsyncRedisOps:
                 for key, value, ttl in items:
                     pipe.set(key, value, px=_px(ttl))
                 await pipe.execute()
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
             raise failed("SET (pipeline)", exc) from exc
 
-    async def areplace(self, key: str, value: bytes, /) -> bool:
-        """Overwrite an existing key, keeping its TTL (``SET XX KEEPTTL``); whether it existed."""
-        client = self._async_client
+    async def acompare_and_set(self, key: str, expected: bytes, value: bytes, /) -> bool:
+        """Replace ``key``'s bytes by ``value`` if they are exactly ``expected``, keeping its TTL.
+
+        Atomic (a Lua script, sent as ``EVALSHA``, loaded on the first ``NOSCRIPT``): a write
+        that lands between a reader's GET and this call makes it return ``False`` and is kept.
+        """
+        client = self._async_clients.get(async_loop_key())
         if client is None:
             client = self._async_connect()
         try:
-            return bool(await client.set(key, value, xx=True, keepttl=True))
-        except DRIVER_ERRORS as exc:
-            raise failed("SET XX", exc) from exc
+            try:
+                done = await client.evalsha(CAS_SHA, 1, key, expected, value)
+            except NoScriptError:
+                # A new or restarted server, or a failover, or SCRIPT FLUSH.
+                await client.script_load(CAS_SCRIPT)
+                done = await client.evalsha(CAS_SHA, 1, key, expected, value)
+        except Exception as exc:
+            raise failed("EVALSHA (compare-and-set)", exc) from exc
+        return bool(done)
 
     async def attl(self, key: str, /) -> float | None:
         """Return the seconds ``key`` has left (``PTTL``); None if absent or without expiry."""
-        client = self._async_client
+        client = self._async_clients.get(async_loop_key())
         if client is None:
             client = self._async_connect()
         try:
             ms = int(await client.pttl(key))
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
             raise failed("PTTL", exc) from exc
         return ms / 1000 if ms >= 0 else None
 
     async def adelete(self, key: str, /) -> bool:
         """Delete ``key`` (``DEL``); return whether it existed."""
-        client = self._async_client
+        client = self._async_clients.get(async_loop_key())
         if client is None:
             client = self._async_connect()
         try:
             return bool(await client.delete(key))
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
             raise failed("DEL", exc) from exc
 
     async def adelete_many(self, keys: Sequence[str], /) -> int:
         """Delete the keys (``DEL``; split by slot on a cluster); return how many existed."""
         if not keys:
             return 0
-        client = self._async_client
+        client = self._async_clients.get(async_loop_key())
         if client is None:
             client = self._async_connect()
         try:
             return int(await client.delete(*keys))
-        except DRIVER_ERRORS as exc:
+        except Exception as exc:
             raise failed("DEL", exc) from exc
-
-    async def aclose(self) -> None:
-        """Close the async clients this cache built; a client passed in is left to its owner.
-
-        A cache built by ``from_url`` / ``from_sentinel`` builds a new client on its next use.
-        """
-        owned, self._async_owned = self._async_owned, []
-        if not owned:
-            return
-        self._async_client = None
-        error: BaseException | None = None
-        for client in owned:
-            try:
-                await client.aclose()
-            except DRIVER_ERRORS as exc:  # pragma: no cover - closing rarely fails
-                error = error or exc
-        if error is not None:  # pragma: no cover
-            raise failed("close", error) from error

@@ -4,7 +4,10 @@ A backend has an async half (``a``-prefixed methods, used by :class:`~dataferry.
 and a sync half (the same names without the prefix, used by :class:`~dataferry.DataFerry`), so one
 configured backend object serves both facades. Every method raises
 :class:`~dataferry.DistributedCacheError` (with the driver's exception as ``__cause__``) when the
-store fails; it never raises a driver exception.
+store fails, whatever the driver raised (``Exception``; cancellation and other
+``BaseException`` pass through); it never raises a driver exception. A method raises
+:class:`~dataferry.ConfigurationError` only for a misuse (a half the backend was not given a
+client for).
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ class DistributedCache(Protocol):
         """Store each ``(key, value, ttl)`` in one round trip."""
         ...
 
-    async def areplace(self, key: str, value: bytes, /) -> bool:
-        """Overwrite an existing key keeping its remaining TTL; return whether it existed."""
+    async def acompare_and_set(self, key: str, expected: bytes, value: bytes, /) -> bool:
+        """If ``key`` currently holds exactly ``expected``, replace it with ``value``.
+
+        Atomic, and keeps the key's remaining TTL; return whether it replaced the value (a
+        missing or expired key, or one holding other bytes, is left as it is).
+        """
         ...
 
     async def attl(self, key: str, /) -> float | None:
@@ -71,8 +78,8 @@ class DistributedCache(Protocol):
         """Sync :meth:`aset_many`."""
         ...
 
-    def replace(self, key: str, value: bytes, /) -> bool:
-        """Sync :meth:`areplace`."""
+    def compare_and_set(self, key: str, expected: bytes, value: bytes, /) -> bool:
+        """Sync :meth:`acompare_and_set`."""
         ...
 
     def ttl(self, key: str, /) -> float | None:

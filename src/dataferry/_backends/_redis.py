@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 import redis.asyncio
@@ -13,13 +16,22 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
 
-from dataferry._async._redis_ops import DRIVER_ERRORS, AsyncRedisOps, failed
-from dataferry._errors import ConfigurationError
+from dataferry._async._redis_ops import AsyncRedisOps, failed
+from dataferry._backends._loops import (
+    LoopGuard,
+    abandon,
+    connection_loops,
+    loop_shutting_down,
+)
+from dataferry._errors import ConfigurationError, DistributedCacheError
 from dataferry._sync._redis_ops import RedisOps
 
 __all__ = ["AsyncClusterClient", "AsyncRedisClient", "ClusterClient", "RedisCache", "RedisClient"]
+
+logger = logging.getLogger("dataferry")
 
 AsyncClusterClient = redis.asyncio.RedisCluster
 ClusterClient = redis.RedisCluster
@@ -29,7 +41,8 @@ AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
 RedisClient = redis.Redis | redis.RedisCluster
 
 _C = TypeVar("_C")
-# Builds a client on first use: returns it and the clients close()/aclose() must close.
+# Builds a client: returns it and the clients that closing it must close (a Sentinel-managed
+# master comes with the Sentinels' own clients).
 _Factory = Callable[[], tuple[_C, list[_C]]]
 
 _ASYNC_TYPES = (redis.asyncio.Redis, redis.asyncio.RedisCluster)
@@ -47,13 +60,93 @@ def _check_bytes(client: AsyncRedisClient | RedisClient) -> None:
 
 
 def _safe_url(url: str) -> str:
-    # For repr(): never show a password.
+    # For repr() and messages: never show a password.
     parts = urlsplit(url)
     if parts.password is None:
         return url
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return parts._replace(netloc=user + netloc).geturl()
+
+
+def _check_url(url: str, *, cluster: bool) -> None:
+    """Refuse a malformed URL when the cache is built, not on its first call."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"a Redis URL starts with redis://, rediss:// or unix://, got {_safe_url(url)!r}"
+        )
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]  # query options, as redis-py reads them
+        parts.port  # noqa: B018 - a property that raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigurationError(f"bad Redis URL {_safe_url(url)!r}: {exc}") from exc
+    db: str | None = None
+    query = parse_qs(parts.query)
+    if "db" in query:
+        db = query["db"][0]
+    elif parts.scheme != "unix":
+        # redis-py silently ignores a path it can't read as a number (and uses db 0).
+        db = unquote(parts.path).replace("/", "") or None
+    if db is not None and not db.isdigit():
+        raise ConfigurationError(
+            f"bad Redis URL {_safe_url(url)!r}: the database must be a number, got {db!r}"
+        )
+    if cluster and db is not None and int(db) != 0:
+        raise ConfigurationError(
+            f"bad Redis URL {_safe_url(url)!r}: a Redis Cluster has only database 0"
+        )
+
+
+class _LoopClients:
+    """The clients a cache built in one event loop, and the guard that closes them with it."""
+
+    __slots__ = ("client", "closed", "guard", "owned")
+
+    def __init__(self, client: AsyncRedisClient, owned: list[AsyncRedisClient]) -> None:
+        self.client = client
+        self.owned = owned
+        self.guard: LoopGuard | None = None
+        self.closed = False
+
+    async def aclose(self) -> BaseException | None:
+        """Close the clients in their (running) loop; return the first error. Idempotent."""
+        if self.closed:
+            return None
+        if self.guard is not None:
+            self.guard.disarm()
+        error: BaseException | None = None
+        for client in self.owned:
+            try:
+                await client.aclose()
+            except Exception as exc:  # pragma: no cover - closing rarely fails
+                error = error or exc
+        # Only now: a close cancelled half-way is done again by the loop's guard.
+        self.closed = True
+        return error
+
+    def abandon(self) -> None:
+        """Drop the clients of a closed loop, closing their sockets directly."""
+        if self.guard is not None:
+            self.guard.disarm()
+        if not self.closed:
+            self.closed = True
+            for client in self.owned:
+                abandon(client)
+
+
+async def _on_loop_shutdown(
+    ref: weakref.ref[RedisCache], loop: asyncio.AbstractEventLoop, record: _LoopClients
+) -> None:
+    # Runs in `loop` from loop.shutdown_asyncgens() (asyncio.run, Runner...), just before the
+    # loop closes: the last moment its clients can be closed properly. Nobody awaits this,
+    # so a failure is only logged.
+    cache = ref()
+    if cache is not None:
+        cache._forget_loop(loop, record)
+    error = await record.aclose()
+    if error is not None:  # pragma: no cover - closing rarely fails
+        logger.debug("closing the Redis clients of a finished event loop failed: %r", error)
 
 
 class RedisCache(AsyncRedisOps, RedisOps):
@@ -69,13 +162,25 @@ class RedisCache(AsyncRedisOps, RedisOps):
         RedisCache.from_url("redis://host:6379/0")        # both, built on first use
         RedisCache.from_sentinel([("host", 26379)], service_name="mymaster")
 
+    **Event loops.** An asyncio redis-py client belongs to the event loop its connections were
+    opened in. A cache built by :meth:`from_url` or :meth:`from_sentinel` builds one asyncio
+    client per event loop that uses it, so it can be created at import time and used from
+    successive ``asyncio.run()`` calls, or from loops running in several threads at once. The
+    clients of a loop are closed in that loop when ``asyncio.run()`` (or ``asyncio.Runner``)
+    ends it; those of a loop closed by hand without ``loop.shutdown_asyncgens()`` have their
+    sockets closed the next time the cache is used or closed. An asyncio client passed in
+    belongs to its owner and is never rebuilt: used from a loop other than the one its open
+    connections belong to, every call raises :class:`~dataferry.DistributedCacheError` (a
+    client its owner closed with ``await client.aclose()`` may be used from a new loop).
+
     Clients must return ``bytes``: one made with ``decode_responses=True`` is refused with
     :class:`~dataferry.ConfigurationError`. Using the half whose client was not given raises
     :class:`~dataferry.ConfigurationError` too. :meth:`aclose` / :meth:`close` close only the
-    clients this object built; a client passed in stays its owner's to close. Every Redis,
-    network or timeout error is raised as :class:`~dataferry.DistributedCacheError` (driver
-    exception chained); the client's own retry policy applies first (``from_url`` and
-    ``from_sentinel`` turn redis-py's retries off: DataFerry's resilience layer retries).
+    clients this object built; a client passed in stays its owner's to close. Any exception the
+    driver raises (Redis, network, timeout, and any other) is raised as
+    :class:`~dataferry.DistributedCacheError` with the driver's exception chained; the client's
+    own retry policy applies first (``from_url`` and ``from_sentinel`` turn redis-py's retries
+    off: DataFerry's resilience layer retries).
 
     Args:
         client: A redis-py client, asyncio or sync: ``Redis``, ``RedisCluster``, or a
@@ -125,31 +230,45 @@ class RedisCache(AsyncRedisOps, RedisOps):
                 )
             _check_bytes(sync_client)
         self._setup(
-            async_client=async_client,
-            sync_client=sync_client,
+            async_given=async_client,
+            sync_given=sync_client,
             async_factory=None,
             sync_factory=None,
+            cluster=None,
             description="client",
         )
 
     def _setup(
         self,
         *,
-        async_client: AsyncRedisClient | None,
-        sync_client: RedisClient | None,
+        async_given: AsyncRedisClient | None,
+        sync_given: RedisClient | None,
         async_factory: _Factory[AsyncRedisClient] | None,
         sync_factory: _Factory[RedisClient] | None,
+        cluster: bool | None,
         description: str,
     ) -> None:
-        self._async_client = async_client
-        self._async_cluster = isinstance(async_client, redis.asyncio.RedisCluster)
-        self._async_owned = []
+        # Async half. _async_clients (loop -> client) is what the commands read, without a
+        # lock: dict reads are atomic, and it is only written under _async_lock.
+        # _async_records holds what closing needs (the clients this cache built, per loop).
+        self._async_given = async_given
         self._async_factory = async_factory
-        self._sync_client = sync_client
-        self._sync_cluster = isinstance(sync_client, redis.RedisCluster)
-        self._sync_owned = []
+        self._async_clients: dict[Any, AsyncRedisClient] = {}
+        self._async_records: dict[asyncio.AbstractEventLoop, _LoopClients] = {}
+        self._async_lock = threading.Lock()
+        self._async_cluster = (
+            isinstance(async_given, redis.asyncio.RedisCluster) if cluster is None else cluster
+        )
+        # Sync half: one client (under key None) shared by every thread.
+        self._sync_clients: dict[Any, RedisClient] = {}
+        if sync_given is not None:
+            self._sync_clients[None] = sync_given
         self._sync_factory = sync_factory
+        self._sync_owned: list[RedisClient] = []
         self._sync_lock = threading.Lock()
+        self._sync_cluster = (
+            isinstance(sync_given, redis.RedisCluster) if cluster is None else cluster
+        )
         self._description = description
 
     @classmethod
@@ -157,14 +276,17 @@ class RedisCache(AsyncRedisOps, RedisOps):
         cls,
         async_factory: _Factory[AsyncRedisClient],
         sync_factory: _Factory[RedisClient],
+        *,
+        cluster: bool,
         description: str,
     ) -> RedisCache:
         self = cls.__new__(cls)
         self._setup(
-            async_client=None,
-            sync_client=None,
+            async_given=None,
+            sync_given=None,
             async_factory=async_factory,
             sync_factory=sync_factory,
+            cluster=cluster,
             description=description,
         )
         return self
@@ -181,10 +303,9 @@ class RedisCache(AsyncRedisOps, RedisOps):
     ) -> RedisCache:
         """Build a RedisCache for ``redis://``, ``rediss://`` or ``unix://`` URL.
 
-        No connection is made here: the asyncio client is built on the first async call, the
-        sync client on the first sync call. The asyncio client belongs to the event loop that
-        built it: close the cache (:meth:`aclose`, or leave the facade's ``async with``) before
-        that loop ends; the next async call, in any loop, then builds a new client.
+        The URL and options are checked here, but no connection is made: the asyncio client of
+        an event loop is built on the loop's first async call, the sync client on the first
+        sync call. See the class docstring for how clients follow event loops.
 
         Args:
             url: The server (for a cluster: any node; the others are discovered).
@@ -194,11 +315,12 @@ class RedisCache(AsyncRedisOps, RedisOps):
             **client_kwargs: Passed to redis-py's ``from_url`` (``decode_responses`` must stay
                 false); redis-py's own retries are off unless ``retry`` is given.
 
+        Raises:
+            ConfigurationError: A malformed URL (scheme, port, database number, query
+                options) or options redis-py refuses.
+
         """
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(
-                f"a Redis URL starts with redis://, rediss:// or unix://, got {_safe_url(url)!r}"
-            )
+        _check_url(url, cluster=cluster)
         options = _client_options(socket_timeout, socket_connect_timeout, client_kwargs)
 
         def build_async() -> tuple[AsyncRedisClient, list[AsyncRedisClient]]:
@@ -219,8 +341,11 @@ class RedisCache(AsyncRedisOps, RedisOps):
                 client = redis.Redis.from_url(url, **kwargs)
             return client, [client]
 
+        _dry_build(build_async, build_sync if not cluster else None, _safe_url(url))
         kind = "cluster" if cluster else "url"
-        return cls._lazy(build_async, build_sync, f"{kind}={_safe_url(url)!r}")
+        return cls._lazy(
+            build_async, build_sync, cluster=cluster, description=f"{kind}={_safe_url(url)!r}"
+        )
 
     @classmethod
     def from_sentinel(
@@ -237,7 +362,7 @@ class RedisCache(AsyncRedisOps, RedisOps):
 
         The clients ask the Sentinels for the master on every new connection, so after a
         failover the cache reaches the promoted replica by itself. Clients are built on first
-        use, as with :meth:`from_url`.
+        use (one asyncio client per event loop), as with :meth:`from_url`.
 
         Args:
             sentinels: ``(host, port)`` of the Sentinels.
@@ -248,7 +373,10 @@ class RedisCache(AsyncRedisOps, RedisOps):
             **client_kwargs: Extra options for the connections to the master.
 
         """
-        addresses = [(str(host), int(port)) for host, port in sentinels]
+        try:
+            addresses = [(str(host), int(port)) for host, port in sentinels]
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"from_sentinel needs (host, port) pairs: {exc}") from exc
         if not addresses:
             raise ConfigurationError("from_sentinel needs at least one (host, port)")
         options = _client_options(socket_timeout, socket_connect_timeout, client_kwargs)
@@ -276,23 +404,109 @@ class RedisCache(AsyncRedisOps, RedisOps):
             )
             return client, [client, *sentinel.sentinels]
 
-        return cls._lazy(build_async, build_sync, f"sentinel={service_name!r}")
+        _dry_build(build_async, build_sync, f"sentinel {service_name!r}")
+        return cls._lazy(
+            build_async, build_sync, cluster=False, description=f"sentinel={service_name!r}"
+        )
+
+    # -- async clients, one per event loop ----------------------------------------------------
 
     def _async_connect(self) -> AsyncRedisClient:
+        # Called by the async commands when the running loop has no client yet.
+        loop = asyncio.get_running_loop()
+        given = self._async_given
+        if given is not None:
+            return self._bind_given(given, loop)
         factory = self._async_factory
         if factory is None:
             raise ConfigurationError(
                 "this RedisCache has no asyncio client (it was given a sync one): pass "
                 "async_client=... as well, or use RedisCache.from_url(), which builds both"
             )
+        dead: list[_LoopClients] = []
         try:
-            client, owned = factory()
-        except DRIVER_ERRORS as exc:
-            raise failed("connect", exc) from exc
-        self._async_cluster = isinstance(client, redis.asyncio.RedisCluster)
-        self._async_owned = owned
-        self._async_client = client
+            with self._async_lock:
+                dead = self._take_dead_loops()
+                record = self._async_records.get(loop)
+                if record is None:
+                    try:
+                        client, owned = factory()
+                    except Exception as exc:
+                        raise failed("connect", exc) from exc
+                    record = _LoopClients(client, owned)
+                    if not loop_shutting_down(loop):
+                        ref, new = weakref.ref(self), record
+                        record.guard = LoopGuard(lambda: _on_loop_shutdown(ref, loop, new))
+                    self._async_records[loop] = record
+                    self._async_clients[loop] = client
+                return record.client
+        finally:
+            for old in dead:
+                old.abandon()
+
+    def _bind_given(
+        self, client: AsyncRedisClient, loop: asyncio.AbstractEventLoop
+    ) -> AsyncRedisClient:
+        # A client passed in can't be rebuilt. It may move to this loop only if none of its
+        # connections is open in another loop: using those would write to another loop's
+        # transports (closed loop: RuntimeError; running loop: two threads on one socket).
+        others = connection_loops(client) - {loop}
+        if others:
+            state = "closed" if all(other.is_closed() for other in others) else "still running"
+            raise DistributedCacheError(
+                "the asyncio Redis client given to RedisCache has connections open in another "
+                f"event loop ({state}); a redis-py client can't move between event loops: close "
+                "it (await client.aclose()) before its loop ends, or use RedisCache.from_url(), "
+                "which builds one client per event loop"
+            )
+        with self._async_lock:
+            self._async_clients.clear()
+            self._async_clients[loop] = client
         return client
+
+    def _take_dead_loops(self) -> list[_LoopClients]:
+        # Under _async_lock: remove the clients of loops closed without shutting down their
+        # async generators (the guard never ran); the caller abandons them outside the lock.
+        dead = [loop for loop in self._async_records if loop.is_closed()]
+        for loop in dead:
+            self._async_clients.pop(loop, None)
+        return [self._async_records.pop(loop) for loop in dead]
+
+    def _forget_loop(self, loop: asyncio.AbstractEventLoop, record: _LoopClients) -> None:
+        with self._async_lock:
+            if self._async_records.get(loop) is record:
+                del self._async_records[loop]
+                self._async_clients.pop(loop, None)
+
+    async def aclose(self) -> None:
+        """Close the asyncio clients this cache built; a client passed in is left to its owner.
+
+        The running loop's clients are closed here; those of other loops still running (in
+        other threads) are closed in their own loop; those of closed loops have their sockets
+        closed. The next async call, in any loop, builds a new client.
+        """
+        if self._async_given is not None:
+            return
+        loop = asyncio.get_running_loop()
+        with self._async_lock:
+            records = self._async_records
+            self._async_records = {}
+            self._async_clients.clear()
+        error: BaseException | None = None
+        for other, record in records.items():
+            if other is loop:
+                error = await record.aclose() or error
+            elif other.is_closed():
+                record.abandon()
+            else:
+                try:
+                    other.call_soon_threadsafe(_close_soon, record)
+                except RuntimeError:  # closed in the meantime
+                    record.abandon()
+        if error is not None:  # pragma: no cover - closing rarely fails
+            raise failed("close", error) from error
+
+    # -- the sync client ----------------------------------------------------------------------
 
     def _sync_connect(self) -> RedisClient:
         factory = self._sync_factory
@@ -303,20 +517,80 @@ class RedisCache(AsyncRedisOps, RedisOps):
             )
         # Threads share the sync half: build one client, not one per racing thread.
         with self._sync_lock:
-            client = self._sync_client
+            client = self._sync_clients.get(None)
             if client is None:
                 try:
                     client, owned = factory()
-                except DRIVER_ERRORS as exc:
+                except Exception as exc:
                     # A sync cluster client connects as it is built.
                     raise failed("connect", exc) from exc
-                self._sync_cluster = isinstance(client, redis.RedisCluster)
                 self._sync_owned = owned
-                self._sync_client = client
+                self._sync_clients[None] = client
             return client
+
+    def close(self) -> None:
+        """Close the sync clients this cache built; a client passed in is left to its owner.
+
+        Also drops the asyncio clients of event loops that were closed without closing them.
+        The next sync call builds a new client.
+        """
+        with self._async_lock:
+            dead = self._take_dead_loops()
+        for record in dead:
+            record.abandon()
+        with self._sync_lock:
+            owned, self._sync_owned = self._sync_owned, []
+            if not owned:
+                return
+            self._sync_clients.clear()
+        error: BaseException | None = None
+        for client in owned:
+            try:
+                client.close()
+            except Exception as exc:  # pragma: no cover - closing rarely fails
+                error = error or exc
+        if error is not None:  # pragma: no cover
+            raise failed("close", error) from error
 
     def __repr__(self) -> str:
         return f"RedisCache({self._description})"
+
+
+def _close_soon(record: _LoopClients) -> None:
+    # In the record's own loop (scheduled from another thread by aclose()). If that loop ends
+    # before the task is done, its guard (still armed) closes the clients.
+    task = asyncio.get_running_loop().create_task(record.aclose())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+# Strong references to the closing tasks aclose() starts in other loops (the loop keeps weak
+# ones only).
+_CLOSING: set[asyncio.Task[BaseException | None]] = set()
+
+
+def _dry_build(
+    build_async: _Factory[AsyncRedisClient],
+    build_sync: _Factory[RedisClient] | None,
+    what: str,
+) -> None:
+    # Build the clients now (building connects nothing, except a sync RedisCluster, which is
+    # skipped) and one connection object of each pool (redis-py reads most options only
+    # there), so bad options fail at construction, not at the first call in production.
+    try:
+        client, _ = build_async()
+        if not isinstance(client, redis.asyncio.RedisCluster):
+            client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        if build_sync is not None:
+            sync_client, _ = build_sync()
+            if not isinstance(sync_client, redis.RedisCluster):
+                sync_client.connection_pool.make_connection()
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(
+            f"RedisCache for {what}: bad options: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _client_options(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -13,7 +16,14 @@ from typing import TypeVar
 
 from dataferry._errors import ConfigurationError, DistributedCacheError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process repair lock
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["SQLiteCache"]
+
+logger = logging.getLogger("dataferry")
 
 _T = TypeVar("_T")
 
@@ -27,9 +37,20 @@ _SCHEMA = (
 )
 _GET = f"SELECT value FROM {_TABLE} WHERE key = ? AND expires_at > ?"
 _SET = f"INSERT OR REPLACE INTO {_TABLE} (key, value, expires_at) VALUES (?, ?, ?)"
-_REPLACE = f"UPDATE {_TABLE} SET value = ? WHERE key = ? AND expires_at > ?"
+_CAS = f"UPDATE {_TABLE} SET value = ? WHERE key = ? AND value = ? AND expires_at > ?"
 _DELETE = f"DELETE FROM {_TABLE} WHERE key = ? AND expires_at > ?"
 _PURGE = f"DELETE FROM {_TABLE} WHERE expires_at <= ?"
+
+# SQLITE_CORRUPT and SQLITE_NOTADB (primary codes; extended codes keep them in the low byte).
+_CORRUPTION_CODES = frozenset({11, 26})
+# How often (seconds) a cache checks that its path still names the file it has open: another
+# process may have moved a corrupt file aside and put a fresh one in its place.
+_IDENTITY_CHECK_INTERVAL = 1.0
+# Files SQLite keeps next to a database, which belong to it and move with it.
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+_LOCK_SUFFIX = ".dataferry-lock"
+_aside_counter = itertools.count(1)
+_Identity = tuple[int, int]
 
 
 def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -39,6 +60,35 @@ def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
 
 def _marks(n: int) -> str:
     return ",".join("?" * n)
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    """Whether SQLite said the file is damaged or not a database (not busy, not a bad query)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF in _CORRUPTION_CODES
+    text = str(exc)  # pragma: no cover - Python 3.10
+    return "not a database" in text or "malformed" in text  # pragma: no cover
+
+
+def _identity(path: str) -> _Identity | None:
+    """The file ``path`` names now (device, inode), or ``None`` if there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _close_retired(conn: sqlite3.Connection) -> None:
+    # A connection being replaced, maybe to a file that was moved aside. (Closing the last
+    # connection to a WAL database checkpoints and deletes its -wal / -shm files by name,
+    # which would now be the fresh file's, but SQLite skips that for a database file that was
+    # moved since it was opened.)
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 @contextlib.contextmanager
@@ -56,6 +106,36 @@ def _transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[
     conn.execute("COMMIT")
 
 
+class _Handle:
+    """One thread's connection, with the file it opened and the cache generation it belongs to."""
+
+    __slots__ = ("conn", "generation", "identity", "lock", "thread")
+
+    def __init__(
+        self, conn: sqlite3.Connection, generation: int, identity: _Identity | None
+    ) -> None:
+        self.conn: sqlite3.Connection | None = conn
+        self.generation = generation
+        self.identity = identity
+        # Held by the owning thread while it uses the connection, and by a thread closing it
+        # (a repair, close()): a connection is never closed under a running statement.
+        self.lock = threading.Lock()
+        self.thread = threading.current_thread()
+
+
+class _OpenError(Exception):
+    """Opening a connection failed (the cause is chained); carries the file it tried."""
+
+    def __init__(self, identity: _Identity | None, generation: int) -> None:
+        super().__init__()
+        self.identity = identity
+        self.generation = generation
+
+
+class _Retired(Exception):
+    """The connection was closed by another thread (a repair) between lookup and use."""
+
+
 class SQLiteCache:
     """The distributed cache (L2) in a SQLite file, shared by the processes of one host.
 
@@ -65,25 +145,45 @@ class SQLiteCache:
     are invisible at once and deleted in bulk every ``purge_every`` writes or
     ``purge_interval`` seconds, whichever comes first.
 
-    Each thread gets its own connection. SQLite has no async I/O: the async writes run the
-    sync code in a worker thread (``asyncio.to_thread``), since a write may wait up to
-    ``busy_timeout`` for another process's lock. Reads run inline on the event loop by default:
-    in WAL mode a reader never waits for a writer, and an indexed lookup of a local file costs
-    a few microseconds, far less than the hop to a worker thread (``inline_reads=False``
-    sends reads to a thread too, for a database on slow storage). ``SQLiteCache(":memory:")`` keeps
-    the data in this process only, on a single connection behind a lock (an in-memory
-    database cannot be shared between connections without SQLite's shared-cache mode, whose
-    table locks fail instead of waiting); :meth:`close` discards it.
+    Each thread gets its own connection (those of finished threads, such as the worker threads
+    of an event loop that ended, are closed when the next connection opens). SQLite has no
+    async I/O: the async writes run the sync code in a worker thread (``asyncio.to_thread``,
+    so any event loop can use the cache), since a write may wait up to ``busy_timeout`` for
+    another process's lock. Reads run inline on the event loop by default: in WAL mode a
+    reader never waits for a writer, and an indexed lookup of a local file costs a few
+    microseconds, far less than the hop to a worker thread (``inline_reads=False`` sends reads
+    to a thread too, for a database on slow storage). ``SQLiteCache(":memory:")`` keeps the
+    data in this process only, on a single connection behind a lock (an in-memory database
+    cannot be shared between connections without SQLite's shared-cache mode, whose table locks
+    fail instead of waiting); :meth:`close` discards it.
 
-    Every ``sqlite3.Error`` or ``OSError`` is raised as :class:`~dataferry.DistributedCacheError`.
-    Nothing is opened until the first call.
+    **Self-repair.** A file that SQLite reports as corrupt or as not a database (garbage
+    written over it, truncated, another kind of file) is a cache that lost its contents: the
+    call that meets it checks it (``PRAGMA quick_check``), renames it to
+    ``<path>.corrupt-<time>-<pid>-<n>`` (with its ``-wal`` / ``-shm`` files), puts an empty
+    database in its place, logs one ERROR on the ``dataferry`` logger and runs again on the
+    fresh file. Processes sharing the file take a lock file (``<path>.dataferry-lock``, POSIX
+    only) around every repair and every connection they open, and a process only moves aside
+    the very file (same inode) it found corrupt, after a fresh connection confirmed the damage:
+    when two processes meet the corruption, the second finds a fresh file in place and
+    switches to it. A process that never meets the corruption reopens on the fresh file within a
+    second of its next call (the path is checked, at most once a second, to still name the file
+    it has open); until then its calls may still read and write the moved file.
+
+    Every error (``sqlite3.Error``, ``OSError`` and any other exception) is raised as
+    :class:`~dataferry.DistributedCacheError`. Nothing is opened until the first call.
 
     Args:
-        path: The database file (created if missing), or ``":memory:"``.
+        path: The database file (created if missing; its directory must exist), or
+            ``":memory:"``.
         busy_timeout: Seconds a call waits for another writer's lock before failing.
         purge_every: Purge expired rows after this many writes in this process.
         purge_interval: Purge expired rows on a write at least this often (seconds).
         inline_reads: Run async reads on the event loop instead of in a worker thread.
+
+    Raises:
+        ConfigurationError: Bad settings, a path whose directory does not exist, or a path
+            that is a directory.
 
     """
 
@@ -101,15 +201,34 @@ class SQLiteCache:
                 "SQLiteCache needs busy_timeout >= 0, purge_every >= 1, purge_interval >= 0"
             )
         self._path = os.fspath(path)
+        self._memory = self._path == ":memory:" or self._path == ""
+        if not self._memory:
+            directory = os.path.dirname(os.path.abspath(self._path))
+            if not os.path.isdir(directory):
+                raise ConfigurationError(
+                    f"SQLiteCache({self._path!r}): the directory {directory!r} does not exist"
+                )
+            if os.path.isdir(self._path):
+                raise ConfigurationError(
+                    f"SQLiteCache({self._path!r}) is a directory: give the path of a file"
+                )
         self._busy_timeout = busy_timeout
         self._purge_every = purge_every
         self._purge_interval = purge_interval
         self._inline_reads = inline_reads
-        self._memory = self._path == ":memory:" or self._path == ""
         self._local = threading.local()
-        # Guards _connections and, for ":memory:", every use of the single connection.
+        # Guards _handles, _generation, _identity and, for ":memory:", every use of the single
+        # connection.
         self._lock = threading.RLock()
-        self._connections: list[sqlite3.Connection] = []
+        self._handles: set[_Handle] = set()
+        # Bumped when every connection must be reopened (close, repair, file replaced).
+        self._generation = 0
+        # The file this process's connections have open (the last one opened).
+        self._identity: _Identity | None = None
+        self._next_identity_check = 0.0
+        # One repair at a time in this process (the lock file serializes processes).
+        self._repair_lock = threading.Lock()
+        self._repair_failed = False
         self._shared: sqlite3.Connection | None = None
         self._writes = 0
         self._next_purge = time.monotonic() + purge_interval
@@ -119,7 +238,7 @@ class SQLiteCache:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self._path,
             timeout=self._busy_timeout,  # SQLite's busy_timeout
@@ -139,26 +258,248 @@ class SQLiteCache:
         except BaseException:
             conn.close()
             raise
-        with self._lock:
-            self._connections.append(conn)
         return conn
 
-    def _run(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+    @contextlib.contextmanager
+    def _file_lock(self, *, exclusive: bool) -> Iterator[None]:
+        """Hold the lock file shared (opening a connection) or exclusive (repairing)."""
+        if fcntl is None:  # pragma: no cover - Windows
+            yield
+            return
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         try:
-            if self._memory:
+            fd = os.open(self._path + _LOCK_SUFFIX, flags, 0o666)
+        except OSError as exc:  # pragma: no cover - a read-only directory: no lock to take
+            logger.debug("SQLiteCache %r: no lock file (%s)", self._path, exc)
+            yield
+            return
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            # flock() locks belong to the open file, so threads of one process exclude each
+            # other too. Wait a bounded time: a process frozen in a repair must not hang us.
+            deadline = time.monotonic() + max(self._busy_timeout, 1.0)
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(
+                            f"{self._path + _LOCK_SUFFIX!r} is held by a repair"
+                        ) from None
+                    time.sleep(0.002)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _open(self) -> _Handle:
+        generation = self._generation
+        identity: _Identity | None = None
+        try:
+            # Shared: no repair runs while a connection opens, so the file it opens is the one
+            # `identity` names, and never a file half-way through being replaced.
+            with self._file_lock(exclusive=False):
+                generation = self._generation
+                identity = _identity(self._path)
+                conn = self._connect()
+                if identity is None:  # created just now
+                    identity = _identity(self._path)
+        except Exception as exc:
+            raise _OpenError(identity, generation) from exc
+        handle = _Handle(conn, generation, identity)
+        with self._lock:
+            finished = [h for h in self._handles if not h.thread.is_alive()]
+            self._handles.difference_update(finished)
+            self._handles.add(handle)
+            self._identity = identity
+        for old in finished:  # their threads are gone: nobody else uses them
+            if old.conn is not None:
+                old.conn.close()
+                old.conn = None
+        return handle
+
+    def _handle(self) -> _Handle:
+        handle: _Handle | None = getattr(self._local, "handle", None)
+        if handle is None or handle.generation != self._generation or handle.conn is None:
+            if handle is not None:
+                self._discard(handle)
+            handle = self._local.handle = self._open()
+        return handle
+
+    def _discard(self, handle: _Handle) -> None:
+        with self._lock:
+            self._handles.discard(handle)
+        with handle.lock:
+            conn, handle.conn = handle.conn, None
+        if conn is not None:
+            _close_retired(conn)
+
+    def _retire_all(self) -> None:
+        """Close every connection of this process (they reopen on their next use)."""
+        with self._lock:
+            self._generation += 1
+            self._identity = None
+            handles, self._handles = self._handles, set()
+        for handle in handles:
+            with handle.lock:  # waits for a statement running in the owning thread
+                conn, handle.conn = handle.conn, None
+            if conn is not None:
+                _close_retired(conn)
+
+    def _check_identity(self) -> None:
+        # At most once a second: does the path still name the file we have open? If another
+        # process moved it aside (a repair), reopen on the file now there.
+        now = time.monotonic()
+        if now < self._next_identity_check:
+            return
+        self._next_identity_check = now + _IDENTITY_CHECK_INTERVAL
+        identity = self._identity
+        if identity is None or _identity(self._path) == identity:
+            return
+        with self._repair_lock:
+            if self._identity == identity:
+                logger.info("SQLiteCache %r: the file was replaced; reopening it", self._path)
+                self._retire_all()
+
+    def _run(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._memory:
+            try:
                 with self._lock:
                     conn = self._shared
                     if conn is None:
-                        conn = self._shared = self._open()
+                        conn = self._shared = self._connect()
                     return op(conn)
-            conn = getattr(self._local, "conn", None)
-            if conn is None:
-                conn = self._local.conn = self._open()
-            return op(conn)
-        except (sqlite3.Error, OSError) as exc:
-            raise DistributedCacheError(
-                f"SQLite {self._path!r} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            except Exception as exc:
+                raise self._failed(exc) from exc
+        self._check_identity()
+        repaired = False
+        for _ in range(3):
+            generation, identity = self._generation, self._identity
+            try:
+                try:
+                    handle = self._handle()
+                except _OpenError as wrapped:
+                    generation, identity = wrapped.generation, wrapped.identity
+                    raise wrapped.__cause__ from None  # type: ignore[misc]
+                generation, identity = handle.generation, handle.identity
+                with handle.lock:
+                    conn = handle.conn
+                    if conn is None:
+                        raise _Retired
+                    return op(conn)
+            except _Retired:
+                continue
+            except Exception as exc:
+                if repaired:
+                    raise self._failed(exc) from exc
+                if _is_corruption(exc) and self._recover(exc, generation, identity):
+                    repaired = True
+                    continue
+                raise self._failed(exc) from exc
+        # Retired by other threads' repairs three times over.
+        raise DistributedCacheError(  # pragma: no cover
+            f"SQLite {self._path!r}: the connection kept being replaced"
+        )
+
+    def _failed(self, exc: BaseException) -> DistributedCacheError:
+        return DistributedCacheError(f"SQLite {self._path!r} failed: {type(exc).__name__}: {exc}")
+
+    # -- self-repair ---------------------------------------------------------------------------
+
+    def _recover(self, exc: BaseException, generation: int, identity: _Identity | None) -> bool:
+        """After a corruption error on the file ``identity``: repair, or reopen; retry if True."""
+        try:
+            with self._repair_lock:
+                if self._generation != generation:
+                    return True  # another thread of this process dealt with it: reopen
+                with self._file_lock(exclusive=True):
+                    current = _identity(self._path)
+                    if current is None or current != identity:
+                        # Another process already put a fresh file in place: use it. Never
+                        # move aside a file other than the one found corrupt.
+                        logger.info(
+                            "SQLiteCache %r: the corrupt file was already replaced; reopening",
+                            self._path,
+                        )
+                        self._retire_all()
+                        return True
+                    if not self._confirm_corrupt():
+                        # A fresh connection finds the file sound: only ours had a bad view
+                        # of it. Reopen, and move nothing (other processes may be using it).
+                        logger.warning(
+                            "SQLiteCache %r: a connection reported %s, but the file checks "
+                            "out; reopening",
+                            self._path,
+                            exc,
+                        )
+                        self._retire_all()
+                        return True
+                    self._retire_all()
+                    aside = self._replace_corrupt()
+        except Exception as repair_error:
+            # Logged at ERROR once per cache (every call would meet it again), then at DEBUG.
+            level = logging.DEBUG if self._repair_failed else logging.ERROR
+            self._repair_failed = True
+            logger.log(
+                level,
+                "SQLiteCache %r is corrupt (%s) and could not be repaired: %s: %s",
+                self._path,
+                exc,
+                type(repair_error).__name__,
+                repair_error,
+            )
+            return False
+        logger.error(
+            "SQLiteCache %r was corrupt (%s: %s): moved it to %r and started an empty cache",
+            self._path,
+            type(exc).__name__,
+            exc,
+            aside,
+        )
+        return True
+
+    def _confirm_corrupt(self) -> bool:
+        # The error came from a connection that may hold a stale view: ask a fresh one. A
+        # healthy file is never moved aside (another process may be using it).
+        try:
+            with contextlib.closing(
+                sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
+            ) as conn:
+                rows = conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return _is_corruption(exc)
+        return rows != [("ok",)]
+
+    def _replace_corrupt(self) -> str:
+        """Under the exclusive lock: move the file aside and put an empty database in its place."""
+        path = self._path
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = f"{path}.corrupt-{stamp}-{os.getpid()}-{next(_aside_counter)}"
+        # Build the fresh file first, under another name: the path never names a half-made
+        # database. Closing its only connection checkpoints and removes its -wal/-shm.
+        fresh = f"{path}.rebuild-{os.getpid()}-{threading.get_ident()}"
+        for suffix in ("", *_SIDE_FILES):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(fresh + suffix)
+        with contextlib.closing(sqlite3.connect(fresh, isolation_level=None)) as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+        with contextlib.suppress(OSError):  # the same permissions (a file shared by a group)
+            os.chmod(fresh, stat.S_IMODE(os.stat(path).st_mode))
+        # Keep the corrupt file for a post-mortem: a hard link, so that the path names a file
+        # at every moment (a rename where links are not supported).
+        try:
+            os.link(path, aside)
+        except OSError:  # pragma: no cover - no hard links on this file system
+            os.replace(path, aside)
+        # Its -wal / -shm / -journal go with it, before the fresh file takes the path: SQLite
+        # would otherwise replay the old log into the new database.
+        for suffix in _SIDE_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path + suffix, aside + suffix)
+        os.replace(fresh, path)
+        return aside
 
     def _wrote(self, conn: sqlite3.Connection, count: int) -> None:
         # Amortised purge: one DELETE (on the expires_at index) per purge_every writes or
@@ -224,11 +565,15 @@ class SQLiteCache:
 
         self._run(op)
 
-    def replace(self, key: str, value: bytes, /) -> bool:
-        """Overwrite a live key, keeping its expiry; return whether it existed."""
+    def compare_and_set(self, key: str, expected: bytes, value: bytes, /) -> bool:
+        """Replace a live key's bytes by ``value`` if they are exactly ``expected``.
+
+        The expiry is kept. One ``UPDATE ... WHERE value = ?`` statement, atomic against every
+        other connection and process: return whether it replaced them.
+        """
 
         def op(conn: sqlite3.Connection) -> bool:
-            return conn.execute(_REPLACE, (value, key, time.time())).rowcount > 0
+            return conn.execute(_CAS, (value, key, expected, time.time())).rowcount > 0
 
         return self._run(op)
 
@@ -279,12 +624,16 @@ class SQLiteCache:
         With ``":memory:"`` the data is gone.
         """
         with self._lock:
-            connections, self._connections = self._connections, []
-            self._shared = None
-            # A fresh threading.local drops every thread's reference to the closed connections.
-            self._local = threading.local()
-        for conn in connections:
-            conn.close()
+            shared, self._shared = self._shared, None
+            self._generation += 1
+            handles, self._handles = self._handles, set()
+        for handle in handles:
+            with handle.lock:
+                conn, handle.conn = handle.conn, None
+            if conn is not None:
+                conn.close()
+        if shared is not None:
+            shared.close()
 
     # -- async half ----------------------------------------------------------------------------
 
@@ -308,9 +657,9 @@ class SQLiteCache:
         """Async :meth:`set_many` (in a worker thread)."""
         await asyncio.to_thread(self.set_many, items)
 
-    async def areplace(self, key: str, value: bytes, /) -> bool:
-        """Async :meth:`replace` (in a worker thread)."""
-        return await asyncio.to_thread(self.replace, key, value)
+    async def acompare_and_set(self, key: str, expected: bytes, value: bytes, /) -> bool:
+        """Async :meth:`compare_and_set` (in a worker thread)."""
+        return await asyncio.to_thread(self.compare_and_set, key, expected, value)
 
     async def attl(self, key: str, /) -> float | None:
         """Async :meth:`ttl` (in a worker thread)."""

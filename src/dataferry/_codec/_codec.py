@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import zlib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+import orjson
+
+from dataferry._codec._compressors import DecompressionError
 from dataferry._codec._encryption import HmacSigner
 from dataferry._codec._envelope import (
+    CHECKSUM_RESIDUE,
+    CHECKSUM_SIZE,
     FIXED_HEADER,
     FLAG_COMPRESSED,
     FLAG_ENCRYPTED,
@@ -18,6 +25,8 @@ from dataferry._codec._envelope import (
     VERSION,
     EnvelopeError,
     Header,
+    checksum,
+    compressor_name,
     pack_header,
     parse_header,
     unpack_header,
@@ -26,9 +35,21 @@ from dataferry._codec._keyring import Keyring
 from dataferry._codec._protocols import Compressor, Encryptor, Serializer
 from dataferry._codec._registry import default_compressor, default_serializer
 from dataferry._codec._serializers import JsonSerializer
-from dataferry._errors import ConfigurationError, KeyringError
+from dataferry._errors import (
+    ConfigurationError,
+    KeyringError,
+    PayloadTooLargeError,
+    SerializationError,
+)
 
-__all__ = ["Codec", "DecodeError", "Decoded"]
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "Codec", "DecodeError", "Decoded"]
+
+#: Default ``Codec(max_value_bytes=)``: the largest serialized value written or decompressed.
+DEFAULT_MAX_VALUE_BYTES = 32 * 1024 * 1024
+
+_crc32 = zlib.crc32
+# Decoded(...) runs a Python-level __new__; the hot paths build the tuple directly (~0.1 us).
+_new_tuple = tuple.__new__
 
 
 class DecodeError(Exception):
@@ -54,13 +75,45 @@ def _check_id(kind: str, obj: Serializer | Compressor) -> None:
         raise ConfigurationError(f"{kind} {obj!r} needs an int id in 1-255")
 
 
+def _check_decompress(comp: Compressor) -> None:
+    # The bound on decompression is passed as an argument: a compressor written for the old
+    # one-argument protocol would fail on every read, so say so now rather than miss forever.
+    try:
+        inspect.signature(comp.decompress).bind(b"", 1)
+    except TypeError:
+        raise ConfigurationError(
+            f"{comp!r}.decompress must accept (data, max_size, /) and refuse output over "
+            "max_size bytes before allocating it"
+        ) from None
+    except ValueError:  # pragma: no cover - no signature (a builtin): trust it
+        pass
+
+
 class Codec:
     """The pipeline between live values and the bytes stored in L2.
 
-    Reusable and thread-safe. Reading never depends on this codec's own settings: the envelope
-    says which serializer and compressor wrote an entry and whether it is encrypted or signed,
-    so a codec reads entries written by differently configured nodes, and per-entry
-    ``compress=``/``encrypt=`` choices, as long as it holds the keys.
+    Reusable and thread-safe. Reading never depends on this codec's own settings for the
+    format: the envelope says which serializer and compressor wrote an entry and whether it is
+    encrypted or signed, so a codec reads entries written by differently configured nodes, and
+    per-entry ``compress=``/``encrypt=`` choices, as long as it holds the keys.
+
+    **Integrity.** Every entry is bound to the storage key it is written under (``key=``;
+    tenant keys differ), so an entry that is edited, truncated, or copied to another key or
+    tenant is a :class:`DecodeError` (a miss), never a wrong value:
+
+    * a *keyed* codec (``encryptor=`` or ``signing_key=``) writes only authenticated entries
+      and reads only those: AES-GCM with the storage key as associated data, or HMAC-SHA256
+      over the storage key, header and payload. ``encrypt=False`` on a codec with an encryptor
+      writes a *signed* entry, with ``signing_key`` if given, else with a MAC key derived
+      (HKDF-SHA256, a label of its own) from the encryptor's ``keyring`` (rotating the
+      encryptor's keyring rotates it too). An encryptor without a ``keyring`` attribute can't
+      supply one: ``encrypt=False`` then raises :class:`ConfigurationError` unless
+      ``signing_key=`` is given. An entry that is neither encrypted nor signed with our keys -
+      e.g. planted by anyone who can write to Redis - is refused, unless
+      ``accept_unauthenticated=True``.
+    * an *unkeyed* codec writes plain entries that carry a CRC-32 over the storage key, header
+      and payload, so bit flips and moved entries are misses. The checksum is **not a security
+      boundary**: anyone who can write to the L2 can compute it. Use keys for that.
 
     Args:
         serializer: Encodes values (default :class:`JsonSerializer`).
@@ -72,24 +125,39 @@ class Codec:
         serializers: Extra serializers this codec can *read* (custom ids written by other
             nodes). DataFerry's JSON and MessagePack serializers are always readable.
         compressors: Extra compressors this codec can *read* (custom ids).
+        max_value_bytes: The largest serialized value, in bytes (default 32 MiB). ``encode``
+            raises :class:`PayloadTooLargeError` above it, and ``decode`` refuses (a miss) a
+            compressed payload that declares or inflates to more, before allocating it, so a
+            forged "compression bomb" costs nothing. Set it on readers at least as high as on
+            writers.
+        accept_unauthenticated: Let a keyed codec also *read* plain (checksummed but not
+            authenticated) entries. Off by default; meant only for the window of a rollout that
+            adds keys to a cache whose entries were written without them, and to be turned off
+            once those entries have expired: while it is on, anyone who can write to the L2
+            can plant values this codec serves. Pickled entries are never read unauthenticated.
+            Writes are authenticated either way. No effect on an unkeyed codec.
 
     Raises:
         ConfigurationError: A :class:`PickleSerializer` without ``encryptor`` or
             ``signing_key`` (unpickling unauthenticated bytes would let anyone who can write
-            to Redis run code here), or an object that doesn't fit its protocol.
+            to Redis run code here), a ``max_value_bytes`` that is not a positive int, or an
+            object that doesn't fit its protocol.
 
     """
 
     __slots__ = (
+        "_accept_plain",
+        "_accept_unauthenticated",
         "_auth_ids",
         "_compressor",
         "_compressors",
         "_encryptor",
+        "_keyed",
+        "_max_value",
         "_plain_readers",
         "_readers",
         "_serializer",
         "_signer",
-        "_write_needs_auth",
     )
 
     def __init__(
@@ -101,36 +169,57 @@ class Codec:
         signing_key: Keyring | bytes | None = None,
         serializers: Iterable[Serializer] = (),
         compressors: Iterable[Compressor] = (),
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        accept_unauthenticated: bool = False,
     ) -> None:
         self._serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         if encryptor is not None and not isinstance(encryptor, Encryptor):
             raise ConfigurationError(f"{encryptor!r} is not an Encryptor")
         self._encryptor = encryptor
-        self._signer: HmacSigner | None = None
+        signer: HmacSigner | None = None
         if isinstance(signing_key, Keyring):
-            self._signer = HmacSigner(signing_key)
+            signer = HmacSigner(signing_key)
         elif isinstance(signing_key, (bytes, bytearray)):
-            self._signer = HmacSigner(Keyring({"default": bytes(signing_key)}))
+            signer = HmacSigner(Keyring({"default": bytes(signing_key)}))
         elif signing_key is not None:
             raise ConfigurationError("signing_key must be a Keyring or a 32-byte key")
-        authenticates = encryptor is not None or self._signer is not None
+        self._keyed = encryptor is not None or signer is not None
+        if signer is None and isinstance(getattr(encryptor, "keyring", None), Keyring):
+            # encrypt=False entries are signed with a key derived from the encryptor's keyring.
+            signer = HmacSigner.following(encryptor)
+        self._signer = signer
+        if not isinstance(max_value_bytes, int) or isinstance(max_value_bytes, bool):
+            raise ConfigurationError("max_value_bytes must be an int")
+        if max_value_bytes < 1:
+            raise ConfigurationError("max_value_bytes must be at least 1")
+        self._max_value = max_value_bytes
+        if not isinstance(accept_unauthenticated, bool):
+            raise ConfigurationError("accept_unauthenticated must be a bool")
+        self._accept_unauthenticated = accept_unauthenticated
+        # Plain (checksummed, unauthenticated) entries: always for an unkeyed codec, and for a
+        # keyed one only when explicitly asked (a rollout that adds keys).
+        self._accept_plain = not self._keyed or accept_unauthenticated
 
         readers: dict[int, Serializer] = {JsonSerializer.id: JsonSerializer()}  # always readable
         for s in (*serializers, self._serializer):
             if not isinstance(s, Serializer):
                 raise ConfigurationError(f"{s!r} is not a Serializer")
             _check_id("serializer", s)
-            if _requires_authentication(s) and not authenticates:
+            if _requires_authentication(s) and not self._keyed:
                 raise ConfigurationError(
                     f"{s!r} needs encryptor= or signing_key=: without them, anyone who can "
                     "write to the cache could make this process unpickle their bytes"
                 )
             readers[s.id] = s
         self._readers = readers
-        # The hot path (plain entries) may only use serializers that are safe on any bytes.
-        self._plain_readers = {i: s for i, s in readers.items() if not _requires_authentication(s)}
+        # The hot path (plain entries) may only use serializers that are safe on any bytes. Each
+        # comes with its untyped loader: orjson.loads itself for JSON (one call less per hit).
+        self._plain_readers = {
+            i: (s, orjson.loads if type(s) is JsonSerializer else s.loads)
+            for i, s in readers.items()
+            if not _requires_authentication(s)
+        }
         self._auth_ids = frozenset(i for i, s in readers.items() if _requires_authentication(s))
-        self._write_needs_auth = _requires_authentication(self._serializer)
 
         if compressor is not None and not isinstance(compressor, Compressor):
             raise ConfigurationError(f"{compressor!r} is not a Compressor")
@@ -140,6 +229,7 @@ class Codec:
             if not isinstance(c, Compressor):
                 raise ConfigurationError(f"{c!r} is not a Compressor")
             _check_id("compressor", c)
+            _check_decompress(c)
             comps[c.id] = c
         self._compressors = comps
 
@@ -165,8 +255,36 @@ class Codec:
 
     @property
     def signs(self) -> bool:
-        """Whether unencrypted writes are signed (and unauthenticated entries refused)."""
+        """Whether ``encrypt=False`` writes are signed (``signing_key=``, or the encryptor's)."""
         return self._signer is not None
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether this codec is keyed (writes, and reads, only authenticated entries)."""
+        return self._keyed
+
+    @property
+    def accept_unauthenticated(self) -> bool:
+        """Whether a keyed codec also reads plain entries (the rollout opt-in)."""
+        return self._accept_unauthenticated
+
+    @property
+    def max_value_bytes(self) -> int:
+        """The largest serialized value written, or decompressed on read."""
+        return self._max_value
+
+    def check_type(self, type: Any) -> None:
+        """Raise :class:`ConfigurationError` now if this codec can't decode into ``type``.
+
+        E.g. ``type=datetime`` without msgspec or pydantic installed: the message says what to
+        install. :meth:`decode` runs this check before reading any bytes, so the error comes
+        from the call that asks for the type, hit or miss alike. Builds and caches the decoder;
+        a no-op for ``None`` and for custom serializers without a ``decoder(type)`` method.
+        """
+        if type is not None:
+            build = getattr(self._serializer, "decoder", None)
+            if build is not None:
+                build(type)
 
     def encode(
         self,
@@ -185,16 +303,32 @@ class Codec:
         ``compress``: None = this codec's compressor when the payload reaches its ``min_size``
         (and only if that makes it smaller); True = always compress (zstd if this codec has no
         compressor); False = never. ``encrypt``: None = encrypt if this codec has an encryptor;
-        True = must encrypt; False = store unencrypted (signed if this codec signs).
+        True = must encrypt; False = store unencrypted: signed if this codec is keyed, else
+        plain with a checksum.
 
         Raises:
-            SerializationError: The serializer can't encode ``value``.
+            SerializationError: The serializer can't encode ``value`` (whatever it raised, a
+                ``RecursionError`` included, is chained as ``__cause__``).
+            PayloadTooLargeError: The serialized value is over ``max_value_bytes``.
             ConfigurationError: ``encrypt=True`` without an encryptor, ``compress=True``
-                without zstandard installed, or an unauthenticated pickle entry.
+                without zstandard installed, or ``encrypt=False`` on a codec whose encryptor
+                has no keyring and which has no ``signing_key``.
 
         """
         serializer = self._serializer
-        payload = serializer.dumps(value)
+        try:
+            payload = serializer.dumps(value)
+        except SerializationError:
+            raise
+        except Exception as exc:  # a user serializer's bug, pickle's RecursionError...
+            raise SerializationError(
+                f"{serializer!r} cannot encode {type_name(value)}: {type_name(exc)}: {exc}"
+            ) from exc
+        if len(payload) > self._max_value:
+            raise PayloadTooLargeError(
+                f"serialized value is {len(payload)} bytes, over max_value_bytes="
+                f"{self._max_value}; nothing was written"
+            )
         flags = 0
         comp_id = 0
         if compress is None:
@@ -211,7 +345,7 @@ class Codec:
             flags = FLAG_COMPRESSED
             comp_id = comp.id
 
-        # Choose how the entry is authenticated, then frame one header for it.
+        # Choose how the entry is protected, then frame one header for it.
         enc = self._encryptor
         signer = self._signer
         if encrypt is None:
@@ -225,10 +359,10 @@ class Codec:
         elif signer is not None:
             key_id = signer.key_id
             flags |= FLAG_SIGNED
-        elif self._write_needs_auth:
+        elif self._keyed:
             raise ConfigurationError(
-                f"{serializer!r} entries must be encrypted or signed: encrypt=False "
-                "needs a codec with signing_key="
+                f"encrypt=False needs signing_key=: this codec writes only authenticated "
+                f"entries, and {enc!r} has no keyring to derive a signing key from"
             )
         header = pack_header(
             flags=flags,
@@ -240,23 +374,32 @@ class Codec:
             key_id=key_id,
             nonce=nonce,
         )
+        storage_key = key.encode("utf-8")
         if encrypt:
             assert enc is not None
-            aad = header + key.encode("utf-8")
-            return header + enc.encrypt(key_id, nonce, payload, aad, tenant)
+            return header + enc.encrypt(key_id, nonce, payload, header + storage_key, tenant)
+        body = header + payload
         if signer is not None:
-            body = header + payload
-            return body + signer.sign(key_id, key.encode("utf-8"), body)
-        return header + payload
+            return body + signer.sign(key_id, storage_key, body)
+        return body + checksum(storage_key, body)
 
     def decode(
         self, data: bytes, *, key: str, tenant: str | None = None, type: Any = None
     ) -> Decoded:
         """Decode envelope bytes read from storage key ``key``; raise DecodeError on any fault.
 
-        Truncated, corrupted, forged, wrong-version, wrong-key and wrong-tenant entries all
-        raise :class:`DecodeError` (never another exception, never a wrong value).
+        Truncated, corrupted, forged, unauthenticated (on a keyed codec), oversized,
+        wrong-version, wrong-key and wrong-tenant entries all raise :class:`DecodeError`
+        (never another exception, never a wrong value).
+
+        Raises:
+            DecodeError: The bytes can't be decoded (the caller treats it as a miss).
+            ConfigurationError: ``type`` can't be decoded with the libraries installed (see
+                :meth:`check_type`); raised before the bytes are read, whatever they are.
+
         """
+        if type is not None:
+            self.check_type(type)
         try:
             if not isinstance(data, bytes):  # bytearray / memoryview from some backends
                 data = bytes(data)
@@ -268,11 +411,18 @@ class Codec:
             )
             if ntags == 0 and comp_id == 0 and magic == MAGIC and version == VERSION:
                 if flags == 0:
-                    if data[PLAIN_HEADER_SIZE - 1] == 0 and self._signer is None:
-                        ser = self._plain_readers.get(ser_id)
-                        if ser is not None:
-                            value = ser.loads(data[PLAIN_HEADER_SIZE:], type)
-                            return Decoded(value, created, expiry, ())
+                    if data[PLAIN_HEADER_SIZE - 1] == 0 and self._accept_plain:
+                        reader = self._plain_readers.get(ser_id)
+                        if reader is not None:
+                            # One CRC pass over key + entry as stored (see CHECKSUM_RESIDUE).
+                            if _crc32(data, _crc32(key.encode("utf-8"))) != CHECKSUM_RESIDUE:
+                                raise DecodeError(_BAD_CHECKSUM)
+                            payload = data[PLAIN_HEADER_SIZE:-CHECKSUM_SIZE]
+                            if type is None:
+                                value = reader[1](payload)
+                            else:
+                                value = reader[0].loads(payload, type)
+                            return _new_tuple(Decoded, (value, created, expiry, ()))
                 elif flags == FLAG_ENCRYPTED:
                     enc = self._encryptor
                     kid_end = PLAIN_HEADER_SIZE + data[PLAIN_HEADER_SIZE - 1]
@@ -286,9 +436,12 @@ class Codec:
                             data[:size] + key.encode("utf-8"),
                             tenant,
                         )
-                        return Decoded(ser.loads(plaintext, type), created, expiry, ())
+                        value = ser.loads(plaintext, type)
+                        return _new_tuple(Decoded, (value, created, expiry, ()))
             return self._decode(data, key, tenant, type)
-        except DecodeError:
+        except (DecodeError, ConfigurationError):
+            # ConfigurationError: a type= the serializer can't decode into (a call error, not
+            # a fault of the bytes); the registry's missing-library errors are DecodeErrors.
             raise
         except (EnvelopeError, KeyringError) as exc:  # their messages never hold data
             raise DecodeError(str(exc)) from exc
@@ -298,38 +451,52 @@ class Codec:
 
     def _decode(self, data: bytes, key: str, tenant: str | None, type: Any) -> Decoded:
         flags, ser_id, comp_id, created, expiry, tags, key_id, nonce, size = parse_header(data)
+        storage_key = key.encode("utf-8")
         end = len(data)
-        authenticated = False
-        if flags & FLAG_SIGNED:
+        if flags & FLAG_ENCRYPTED:
+            if flags & FLAG_SIGNED:
+                raise DecodeError("entry is both signed and encrypted")
+            enc = self._encryptor
+            if enc is None:
+                raise DecodeError("entry is encrypted and this codec has no encryptor")
+            payload = enc.decrypt(key_id, nonce, data[size:], data[:size] + storage_key, tenant)
+            authenticated = True
+        elif flags & FLAG_SIGNED:
             signer = self._signer
             if signer is None:
                 raise DecodeError("entry is signed and this codec has no signing key")
-            if flags & FLAG_ENCRYPTED:
-                raise DecodeError("entry is both signed and encrypted")
             end -= MAC_SIZE
             if end < size:
                 raise DecodeError("truncated MAC")
             view = memoryview(data)
-            if not signer.verify(key_id, key.encode("utf-8"), view[:end], view[end:]):
+            if not signer.verify(key_id, storage_key, view[:end], view[end:]):
                 raise DecodeError("MAC does not match (tampered, moved, or unknown key id)")
+            payload = data[size:end]
             authenticated = True
-        payload = data[size:end]
-        if flags & FLAG_ENCRYPTED:
-            enc = self._encryptor
-            if enc is None:
-                raise DecodeError("entry is encrypted and this codec has no encryptor")
-            payload = enc.decrypt(key_id, nonce, payload, data[:size] + key.encode(), tenant)
-            authenticated = True
-        elif not authenticated and self._signer is not None:
-            raise DecodeError("entry is neither signed nor encrypted; this codec requires it")
+        else:
+            if not self._accept_plain:
+                raise DecodeError(
+                    "entry is neither signed nor encrypted; this codec requires it "
+                    "(accept_unauthenticated=False)"
+                )
+            end -= CHECKSUM_SIZE
+            if end < size:
+                raise DecodeError("truncated checksum")
+            if _crc32(data, _crc32(storage_key)) != CHECKSUM_RESIDUE:
+                raise DecodeError(_BAD_CHECKSUM)
+            payload = data[size:end]
+            authenticated = False
         if flags & FLAG_COMPRESSED:
-            comp = self._compressors.get(comp_id) or default_compressor(comp_id)
+            comp = self._compressors.get(comp_id) or _registry(default_compressor, comp_id)
             if comp is None:
                 raise DecodeError(f"unknown compressor id {comp_id}")
-            payload = comp.decompress(payload)
+            try:
+                payload = comp.decompress(payload, self._max_value)
+            except DecompressionError as exc:  # ours: the message is safe to show
+                raise DecodeError(f"{compressor_name(comp_id)}: {exc}") from exc
         ser = self._readers.get(ser_id)
         if ser is None:
-            ser = default_serializer(ser_id)
+            ser = _registry(default_serializer, ser_id)
             if ser is None:
                 raise DecodeError(f"unknown serializer id {ser_id}")
         elif ser_id in self._auth_ids and not authenticated:
@@ -346,11 +513,28 @@ class Codec:
             raise DecodeError(str(exc)) from exc
 
     def __repr__(self) -> str:
-        signing = ", signing_key=..." if self._signer is not None else ""
+        signer = self._signer
+        extra = ", signing_key=..." if signer is not None and not signer.derived else ""
+        if self._max_value != DEFAULT_MAX_VALUE_BYTES:
+            extra += f", max_value_bytes={self._max_value}"
+        if self._accept_unauthenticated:
+            extra += ", accept_unauthenticated=True"
         return (
             f"Codec(serializer={self._serializer!r}, compressor={self._compressor!r}, "
-            f"encryptor={self._encryptor!r}{signing})"
+            f"encryptor={self._encryptor!r}{extra})"
         )
+
+
+_BAD_CHECKSUM = "checksum does not match (corrupted, or stored under another key or tenant)"
+
+
+def _registry(lookup: Any, ident: int) -> Any:
+    # A DataFerry serializer or compressor whose optional library is missing: a miss for the
+    # entries that need it (the log says what to install), not an error of the call.
+    try:
+        return lookup(ident)
+    except ConfigurationError as exc:
+        raise DecodeError(str(exc)) from exc
 
 
 def _default_zstd() -> Compressor:
@@ -360,6 +544,6 @@ def _default_zstd() -> Compressor:
     return comp
 
 
-def type_name(exc: BaseException) -> str:
-    """Return the class name of an exception (for log lines that must not carry values)."""
-    return exc.__class__.__name__
+def type_name(obj: object) -> str:
+    """Return the class name of an object (for messages that must not carry values)."""
+    return obj.__class__.__name__

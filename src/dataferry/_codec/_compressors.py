@@ -1,8 +1,12 @@
 """Compressors: zstd (the default), gzip and lz4, each with a wire id and a size threshold.
 
 Optional libraries are imported when a compressor is constructed, so ``import dataferry`` never
-needs them. Decompression is bounded by ``max_output_size``: an entry claiming to inflate past
-it is refused (a decode error, i.e. a miss), so a forged entry can't exhaust memory.
+needs them. Decompression is bounded: the :class:`~dataferry.Codec` passes its
+``max_value_bytes`` as ``max_size``, and a payload that would inflate past it is refused *before*
+the output is allocated (zstd and lz4 frames are refused on the size their header declares, and
+must declare one, as DataFerry's own always do; gzip is refused on the size its trailer states,
+and stops inflating as soon as the output passes it). So a forged "compression bomb" entry is a
+miss that costs at most what it declares, itself at most the limit.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from typing import Any
 from dataferry._errors import ConfigurationError
 
 __all__ = [
-    "DEFAULT_MAX_OUTPUT_SIZE",
     "DEFAULT_MIN_SIZE",
+    "DecompressionError",
     "GzipCompressor",
     "Lz4Compressor",
     "ZstdCompressor",
@@ -23,15 +27,21 @@ __all__ = [
 
 #: Payloads smaller than this are stored as they are (compressing them rarely pays).
 DEFAULT_MIN_SIZE = 1024
-#: Decompressed payloads larger than this are refused (Redis strings top out at 512 MiB).
-DEFAULT_MAX_OUTPUT_SIZE = 512 * 1024 * 1024
+# gzip and lz4 inflate in pieces of this size, so a payload refused for passing its declared
+# size never costs more than that size plus one piece.
+_CHUNK = 256 * 1024
 
 
-def _check_sizes(min_size: int, max_output_size: int) -> None:
-    if not isinstance(min_size, int) or min_size < 0:
+class DecompressionError(ValueError):
+    """A payload DataFerry's compressors refuse: over the limit, truncated, or malformed.
+
+    Messages never hold data, so the codec passes them on (a library's own errors may).
+    """
+
+
+def _check_min_size(min_size: int) -> None:
+    if not isinstance(min_size, int) or isinstance(min_size, bool) or min_size < 0:
         raise ConfigurationError("min_size must be an int >= 0")
-    if not isinstance(max_output_size, int) or max_output_size < 1:
-        raise ConfigurationError("max_output_size must be an int >= 1")
 
 
 def _import(module: str, extra: str) -> Any:
@@ -43,31 +53,31 @@ def _import(module: str, extra: str) -> Any:
         ) from exc
 
 
+# What zstd writes for an empty input at every level (single segment, size 0, one empty block).
+_ZSTD_EMPTY_FRAME = bytes.fromhex("28b52ffd2000010000")
+
+
 class ZstdCompressor:
     """Zstandard (``zstandard`` package, ``zstd`` extra): the default compressor.
+
+    Frames are written with their content size, and only such frames are decompressed: the
+    declared size is checked against ``max_size`` before anything is allocated, and zstd fails
+    if the data inflates past what the frame declared.
 
     Args:
         level: Compression level (1-22, negative for faster; default 3).
         min_size: Payloads smaller than this many bytes are stored uncompressed.
-        max_output_size: Refuse to decompress an entry larger than this.
 
     """
 
     id = 1
-    __slots__ = ("_local", "_zstd", "level", "max_output_size", "min_size")
+    __slots__ = ("_local", "_zstd", "level", "min_size")
 
-    def __init__(
-        self,
-        *,
-        level: int = 3,
-        min_size: int = DEFAULT_MIN_SIZE,
-        max_output_size: int = DEFAULT_MAX_OUTPUT_SIZE,
-    ) -> None:
-        _check_sizes(min_size, max_output_size)
+    def __init__(self, *, level: int = 3, min_size: int = DEFAULT_MIN_SIZE) -> None:
+        _check_min_size(min_size)
         self._zstd = _import("zstandard", "zstd")
         self.level = level
         self.min_size = min_size
-        self.max_output_size = max_output_size
         # zstd contexts are not thread-safe; one pair per thread reuses their buffers.
         self._local = threading.local()
 
@@ -77,22 +87,32 @@ class ZstdCompressor:
         try:
             cctx = local.c
         except AttributeError:
-            cctx = local.c = self._zstd.ZstdCompressor(level=self.level)
+            cctx = local.c = self._zstd.ZstdCompressor(level=self.level, write_content_size=True)
         return cctx.compress(data)  # type: ignore[no-any-return]
 
-    def decompress(self, data: bytes, /) -> bytes:
-        """Return the content of the zstd frame ``data``; raise if larger than the limit."""
-        size = self._zstd.frame_content_size(data)
-        if size > self.max_output_size:
-            raise ValueError("zstd frame larger than max_output_size")
+    def decompress(self, data: bytes, max_size: int, /) -> bytes:
+        """Return the content of the zstd frame ``data``; raise if over ``max_size`` bytes."""
+        size = self._zstd.frame_content_size(data)  # parses only the frame header
+        if size < 0:
+            raise DecompressionError(
+                "zstd frame without a content size (DataFerry always writes one)"
+            )
+        if size > max_size:
+            raise DecompressionError("zstd frame larger than the decompression limit")
+        if size == 0:
+            # zstd returns b"" for a declared size of 0 without reading on: check the frame.
+            if data != _ZSTD_EMPTY_FRAME:
+                raise DecompressionError("malformed empty zstd frame")
+            return b""
         local = self._local
         try:
             dctx = local.d
         except AttributeError:
             dctx = local.d = self._zstd.ZstdDecompressor()
-        # zstd trusts a frame's content size (checked above); without one (frames we didn't
-        # write), max_output_size bounds the output.
-        out = dctx.decompress(data, max_output_size=self.max_output_size, allow_extra_data=False)
+        # With a content size, zstd allocates exactly that and fails on any overrun.
+        out = dctx.decompress(data, max_output_size=size, allow_extra_data=False)
+        if len(out) != size:  # pragma: no cover - zstd enforces the declared size itself
+            raise DecompressionError("zstd frame content size mismatch")
         return out  # type: ignore[no-any-return]
 
     def __copy__(self) -> ZstdCompressor:
@@ -111,41 +131,51 @@ class GzipCompressor:
     Args:
         level: Compression level 1-9 (default 6).
         min_size: Payloads smaller than this many bytes are stored uncompressed.
-        max_output_size: Refuse to decompress an entry larger than this.
 
     """
 
     id = 2
-    __slots__ = ("level", "max_output_size", "min_size")
+    __slots__ = ("level", "min_size")
 
-    def __init__(
-        self,
-        *,
-        level: int = 6,
-        min_size: int = DEFAULT_MIN_SIZE,
-        max_output_size: int = DEFAULT_MAX_OUTPUT_SIZE,
-    ) -> None:
-        _check_sizes(min_size, max_output_size)
+    def __init__(self, *, level: int = 6, min_size: int = DEFAULT_MIN_SIZE) -> None:
+        _check_min_size(min_size)
         if level not in range(10):
             raise ConfigurationError("gzip level must be 0-9")
         self.level = level
         self.min_size = min_size
-        self.max_output_size = max_output_size
 
     def compress(self, data: bytes, /) -> bytes:
         """Return ``data`` as a gzip member (mtime 0, so output is deterministic)."""
         obj = zlib.compressobj(self.level, zlib.DEFLATED, 31)  # wbits 31 = gzip framing
         return obj.compress(data) + obj.flush()
 
-    def decompress(self, data: bytes, /) -> bytes:
-        """Return the content of the gzip member ``data``; raise if corrupt or too large."""
+    def decompress(self, data: bytes, max_size: int, /) -> bytes:
+        """Return the content of the gzip member ``data``; raise if corrupt or over the limit."""
+        # The gzip trailer states the size (mod 2**32, exact for anything a Redis string can
+        # hold): a bomb that says so is refused unread, and one that lies is caught as soon as
+        # the output passes what it declared. Inflating in chunks keeps a refused payload from
+        # ever costing more than the declared size, itself at most max_size.
+        if len(data) < 18:
+            raise DecompressionError("truncated gzip data")
+        declared = int.from_bytes(data[-4:], "little")
+        if declared > max_size:
+            raise DecompressionError("gzip payload larger than the decompression limit")
         obj = zlib.decompressobj(31)
-        out = obj.decompress(data, self.max_output_size)
-        if obj.unconsumed_tail:
-            raise ValueError("gzip payload larger than max_output_size")
-        if not obj.eof or obj.unused_data:
-            raise ValueError("truncated or trailing gzip data")
-        return out
+        parts: list[bytes] = []
+        total = 0
+        pending = data
+        while True:
+            chunk = obj.decompress(pending, _CHUNK)
+            total += len(chunk)
+            if total > declared:
+                raise DecompressionError("gzip payload larger than its trailer states")
+            parts.append(chunk)
+            pending = obj.unconsumed_tail
+            if obj.eof or not (pending or chunk):
+                break
+        if not obj.eof or obj.unused_data or total != declared:
+            raise DecompressionError("truncated or trailing gzip data")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def __repr__(self) -> str:
         return f"GzipCompressor(level={self.level}, min_size={self.min_size})"
@@ -154,55 +184,56 @@ class GzipCompressor:
 class Lz4Compressor:
     """LZ4 frames (``lz4`` package, ``lz4`` extra): the fastest, with the lowest ratio.
 
+    Frames are written with their content size; a frame is decompressed into at most the size
+    it declares (checked against ``max_size`` first), so a frame that lies is refused, and one
+    without a size too.
+
     Args:
         level: Compression level (0 = fast default; 3-16 = high compression).
         min_size: Payloads smaller than this many bytes are stored uncompressed.
-        max_output_size: Refuse to decompress an entry larger than this.
 
     """
 
     id = 3
-    __slots__ = ("_frame", "level", "max_output_size", "min_size")
+    __slots__ = ("_frame", "level", "min_size")
 
-    def __init__(
-        self,
-        *,
-        level: int = 0,
-        min_size: int = DEFAULT_MIN_SIZE,
-        max_output_size: int = DEFAULT_MAX_OUTPUT_SIZE,
-    ) -> None:
-        _check_sizes(min_size, max_output_size)
+    def __init__(self, *, level: int = 0, min_size: int = DEFAULT_MIN_SIZE) -> None:
+        _check_min_size(min_size)
         self._frame = _import("lz4.frame", "lz4")
         self.level = level
         self.min_size = min_size
-        self.max_output_size = max_output_size
 
     def compress(self, data: bytes, /) -> bytes:
-        """Return ``data`` as one LZ4 frame."""
+        """Return ``data`` as one LZ4 frame (with its content size)."""
         return self._frame.compress(  # type: ignore[no-any-return]
             data, compression_level=self.level, store_size=True
         )
 
-    def decompress(self, data: bytes, /) -> bytes:
-        """Return the content of the LZ4 frame ``data``; raise if corrupt or too large."""
+    def decompress(self, data: bytes, max_size: int, /) -> bytes:
+        """Return the content of the LZ4 frame ``data``; raise if corrupt or over the limit."""
         frame = self._frame
+        # 0 means "not stored" (or an empty payload): then nothing may come out.
         size = frame.get_frame_info(data)["content_size"]
-        if size > self.max_output_size:
-            raise ValueError("lz4 frame larger than max_output_size")
-        if size:
-            # The one-shot function sizes its buffer from the frame header (checked above).
-            out, used = frame.decompress(data, return_bytes_read=True)
-        else:
-            # No content size (a frame we didn't write): the streaming decompressor bounds it,
-            # at the price of allocating max_output_size up front.
-            dec = frame.LZ4FrameDecompressor()
-            out = dec.decompress(data, max_length=self.max_output_size)
-            if not dec.eof:
-                raise ValueError("truncated lz4 frame or larger than max_output_size")
-            used = len(data) - len(dec.unused_data or b"")
-        if used != len(data):
-            raise ValueError("trailing data after the lz4 frame")
-        return out  # type: ignore[no-any-return]
+        if size > max_size:
+            raise DecompressionError("lz4 frame larger than the decompression limit")
+        dec = frame.LZ4FrameDecompressor()
+        parts: list[bytes] = []
+        total = 0
+        pending = data
+        while True:
+            chunk = dec.decompress(pending, max_length=_CHUNK)
+            pending = b""  # the decompressor keeps what it hasn't used yet
+            total += len(chunk)
+            if total > size:
+                raise DecompressionError("lz4 frame larger than its declared size (or without one)")
+            parts.append(chunk)
+            if dec.eof or dec.needs_input or not chunk:
+                break
+        if not dec.eof or total != size:
+            raise DecompressionError("truncated lz4 frame")
+        if dec.unused_data:
+            raise DecompressionError("trailing data after the lz4 frame")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def __copy__(self) -> Lz4Compressor:
         return self  # configuration is immutable

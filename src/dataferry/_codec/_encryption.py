@@ -121,25 +121,55 @@ class HmacSigner:
     """HMAC-SHA256 over storage key + header + payload, with the keyring's primary key.
 
     Used by ``Codec(signing_key=...)`` to authenticate entries that are not encrypted (which is
-    what makes :class:`PickleSerializer` safe to read). Thread-safe.
+    what makes :class:`PickleSerializer` safe to read), and by a codec with an encryptor for its
+    ``encrypt=False`` entries (:meth:`following` the encryptor's keyring, so a rotation moves
+    both). The MAC key is derived with HKDF-SHA256 from the keyring key under its own label, so
+    it never equals the key that encrypts. Thread-safe.
     """
 
-    __slots__ = ("_keyring", "_macs")
+    __slots__ = ("_source", "_state")
 
     def __init__(self, keyring: Keyring) -> None:
-        self._keyring = keyring
-        self._macs: dict[str, bytes] = {}
+        self._source: Any = None  # an object with a .keyring attribute, when following one
+        self._state: tuple[Keyring, dict[str, bytes]] = (keyring, {})
+
+    @classmethod
+    def following(cls, holder: Any) -> HmacSigner:
+        """Return a signer that uses ``holder.keyring`` as it is at each call (an encryptor)."""
+        signer = cls(holder.keyring)
+        signer._source = holder
+        return signer
+
+    def _current(self) -> tuple[Keyring, dict[str, bytes]]:
+        state = self._state
+        source = self._source
+        if source is not None:
+            keyring = source.keyring
+            if keyring is not state[0]:  # the encryptor switched keyrings: new derived keys
+                state = self._state = (keyring, {})
+        return state
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keyring in use."""
+        return self._current()[0]
+
+    @property
+    def derived(self) -> bool:
+        """Whether this signer follows another object's keyring (an encryptor's)."""
+        return self._source is not None
 
     @property
     def key_id(self) -> str:
         """The key id new entries are signed with."""
-        return self._keyring.primary
+        return self._current()[0].primary
 
     def _mac_key(self, key_id: str) -> bytes:
-        mac_key = self._macs.get(key_id)
+        keyring, macs = self._current()
+        mac_key = macs.get(key_id)
         if mac_key is None:
             # Bounded by the keyring's size: the id must be in the ring to get here.
-            mac_key = self._macs[key_id] = _derive(self._keyring.key(key_id), _MAC_LABEL)
+            mac_key = macs[key_id] = _derive(keyring.key(key_id), _MAC_LABEL)
         return mac_key
 
     def sign(self, key_id: str, storage_key: bytes, data: bytes | memoryview) -> bytes:
@@ -154,9 +184,9 @@ class HmacSigner:
         self, key_id: str, storage_key: bytes, data: bytes | memoryview, mac: bytes | memoryview
     ) -> bool:
         """Return whether ``mac`` authenticates ``storage_key`` and ``data`` (constant time)."""
-        if len(mac) != MAC_SIZE or key_id not in self._keyring:
+        if len(mac) != MAC_SIZE or key_id not in self._current()[0]:
             return False
         return hmac.compare_digest(self.sign(key_id, storage_key, data), bytes(mac))
 
     def __repr__(self) -> str:
-        return f"HmacSigner({self._keyring!r})"
+        return f"HmacSigner({self._current()[0]!r})"

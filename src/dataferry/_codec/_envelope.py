@@ -1,24 +1,40 @@
-"""Envelope v1: the self-describing bytes DataFerry stores in L2.
+"""Envelope v2: the self-describing bytes DataFerry stores in L2.
 
-Layout (big-endian)::
+Layout (big-endian unless noted)::
 
-    magic "DF" | version u8 | flags u8 | serializer id u8 | compressor id u8
+    magic "DF" | version u8 (2) | flags u8 | serializer id u8 | compressor id u8
     | created_at f64 | logical_expiry f64 | tag count u16, then per tag: u16 length + UTF-8
     | key id: u8 length + ASCII | nonce (12 B, only if encrypted)
-    | payload (ciphertext incl. 16-byte GCM tag if encrypted) | HMAC-SHA256 (32 B, only if signed)
+    | payload (ciphertext incl. 16-byte GCM tag if encrypted)
+    | trailer: HMAC-SHA256 (32 B) if signed; CRC-32 (4 B, little-endian) if neither signed nor
+      encrypted; nothing if encrypted (the GCM tag authenticates)
 
-Everything before the payload is the *header*. With encryption, the header plus the full storage
-key is the AEAD's associated data; with signing, the MAC covers the storage key, the header and
-the payload. Either way, editing any byte or moving the entry to another key fails
-authentication. The compressor id is 0 exactly when the payload is not compressed; the key id is
-empty exactly when the entry is neither encrypted nor signed. Serializer and compressor ids are
-part of the wire format (see :data:`SERIALIZER_NAMES`, :data:`COMPRESSOR_NAMES`); golden vectors
-in the tests pin the format.
+Everything before the payload is the *header*. Every entry is checked against the storage key it
+is read from, so editing any byte or moving an entry to another key or tenant is detected:
+
+* **encrypted**: the header plus the full storage key is the AEAD's associated data;
+* **signed**: the MAC covers the length-prefixed storage key, the header and the payload;
+* **neither** ("plain"): the CRC-32 covers the storage key (UTF-8) followed by the header and the
+  payload. It catches bit flips and entries copied to another key; it is *not* a security
+  boundary (anyone can compute it), which is why a codec with keys refuses plain entries.
+
+The compressor id is 0 exactly when the payload is not compressed; the key id is empty exactly
+when the entry is neither encrypted nor signed. Serializer and compressor ids are part of the
+wire format (see :data:`SERIALIZER_NAMES`, :data:`COMPRESSOR_NAMES`); golden vectors in the
+tests pin the format.
+
+**Other versions.** A reader refuses an entry of any other version (in particular the v1 entries
+written before this format) exactly like a corrupt entry: it is a miss, the value is recomputed
+by the factory and rewritten in the current version. Nothing is migrated, since it is a cache;
+during a rolling upgrade, old and new nodes each see the other's entries as misses and rewrite
+them, so expect a short dip in the L2 hit ratio, not errors. v2 added the CRC-32 trailer of
+plain entries; v1 had no integrity check on them.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +44,8 @@ __all__ = [
     "FLAG_ENCRYPTED",
     "FLAG_SIGNED",
     "FIXED_HEADER",
+    "CHECKSUM_RESIDUE",
+    "CHECKSUM_SIZE",
     "MAC_SIZE",
     "MAGIC",
     "NONCE_SIZE",
@@ -37,6 +55,7 @@ __all__ = [
     "VERSION",
     "EnvelopeError",
     "Header",
+    "checksum",
     "compressor_name",
     "pack_header",
     "parse_header",
@@ -45,7 +64,7 @@ __all__ = [
 ]
 
 MAGIC = b"DF"
-VERSION = 1
+VERSION = 2
 FLAG_COMPRESSED = 0x01
 FLAG_ENCRYPTED = 0x02
 FLAG_SIGNED = 0x04
@@ -57,6 +76,11 @@ _FLAG_NAMES = (
 )
 NONCE_SIZE = 12
 MAC_SIZE = 32
+CHECKSUM_SIZE = 4
+#: CRC-32 of any byte string followed by its own CRC-32 in little-endian order. A plain entry
+#: is intact exactly when ``crc32(storage_key + entry) == CHECKSUM_RESIDUE``: one pass over
+#: the bytes as stored, with no slicing (a property of CRC-32, used by Ethernet the same way).
+CHECKSUM_RESIDUE = 0x2144DF1C
 
 #: Wire ids of DataFerry's serializers (1-127 are reserved for DataFerry).
 SERIALIZER_NAMES: dict[int, str] = {1: "json", 2: "msgpack", 3: "pickle"}
@@ -116,6 +140,16 @@ class Header:
         return bool(self.flags & FLAG_SIGNED)
 
     @property
+    def integrity(self) -> str:
+        """What detects tampering or corruption: ``aes-256-gcm``, ``hmac-sha256`` or ``crc32``.
+
+        Only the first two are authentication; ``crc32`` (plain entries) catches accidents.
+        """
+        if self.flags & FLAG_ENCRYPTED:
+            return "aes-256-gcm"
+        return "hmac-sha256" if self.flags & FLAG_SIGNED else "crc32"
+
+    @property
     def serializer_name(self) -> str:
         """The name of the serializer that wrote the entry (``json``, ``msgpack``, ...)."""
         return serializer_name(self.serializer_id)
@@ -133,6 +167,7 @@ class Header:
             "serializer": self.serializer_name,
             "compressor": self.compressor_name,
             "key_id": self.key_id or None,
+            "integrity": self.integrity,
             "created_at": self.created_at,
             "logical_expiry": self.logical_expiry,
             "tags": list(self.tags),
@@ -194,6 +229,11 @@ def pack_header(
             raise EnvelopeError("nonce must be 12 bytes")
         parts.append(nonce)
     return b"".join(parts)
+
+
+def checksum(storage_key: bytes, body: bytes) -> bytes:
+    """Return the CRC-32 trailer of a plain entry: over ``storage_key`` then ``body``."""
+    return zlib.crc32(body, zlib.crc32(storage_key)).to_bytes(CHECKSUM_SIZE, "little")
 
 
 ParsedHeader = tuple[int, int, int, float, float, tuple[str, ...], str, bytes, int]

@@ -10,6 +10,7 @@ import base64
 import binascii
 import os
 import re
+import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,38 @@ def _check_id(key_id: object) -> str:
     return key_id
 
 
+def _decode_base64(encoded: str) -> bytes | None:
+    """Decode standard or URL-safe base64, padded or not; ``None`` if it isn't base64.
+
+    Returns ``None`` rather than raising so that callers word the error themselves, naming the
+    key id or position and never the text (which may be most of a key).
+    """
+    encoded = encoded.strip()
+    if not _BASE64.fullmatch(encoded):
+        return None
+    normalized = encoded.rstrip("=").replace("-", "+").replace("_", "/")
+    normalized += "=" * (-len(normalized) % 4)
+    try:
+        return base64.b64decode(normalized, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _key_bytes(key_id: str, key: object) -> bytes:
+    """Return a 32-byte key given as bytes or base64 text; raise without echoing it."""
+    if isinstance(key, str):
+        raw = _decode_base64(key)
+        if raw is None:
+            raise KeyringError(f"key {key_id!r} is a str but not base64")
+    elif isinstance(key, (bytes, bytearray, memoryview)):
+        raw = bytes(key)
+    else:
+        raise KeyringError(f"key {key_id!r} must be bytes or base64 str, not {type(key).__name__}")
+    if len(raw) != KEY_SIZE:
+        raise KeyringError(f"key {key_id!r} is {len(raw)} bytes; AES-256 needs 32")
+    return raw
+
+
 class Keyring:
     """Encryption keys by id: the primary encrypts new writes, the others still decrypt.
 
@@ -42,29 +75,35 @@ class Keyring:
     misses. Immutable and thread-safe; :meth:`rotated` and :meth:`without` return new keyrings.
 
     Args:
-        keys: Key id to 32-byte key. Ids are 1-255 characters of ``[A-Za-z0-9_.:-]``.
+        keys: Key id to key: 32 ``bytes``, or the same as base64 text (standard or URL-safe,
+            padded or not; what :meth:`generate_key` returns). Ids are 1-255 characters of
+            ``[A-Za-z0-9_.:-]``.
         primary: The id that encrypts new writes; may be omitted when there is a single key.
 
     Raises:
-        KeyringError: No keys, a malformed id, a key that is not 32 bytes, or a primary that is
-            missing or not in ``keys``.
+        KeyringError: No keys, a malformed id, a key that is not base64 or not 32 bytes, or a
+            primary that is missing or not in ``keys``.
+
+    Example::
+
+        key = Keyring.generate_key()            # store it in a secret manager
+        ring = Keyring({"2026-11": key})        # or DATAFERRY_KEYS="2026-11:<key>"
 
     """
 
     __slots__ = ("_keys", "_primary")
 
-    def __init__(self, keys: Mapping[str, bytes], *, primary: str | None = None) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes | bytearray | memoryview | str],
+        *,
+        primary: str | None = None,
+    ) -> None:
         if not isinstance(keys, Mapping):
             raise KeyringError("keys must be a mapping of key id to 32-byte key")
         checked: dict[str, bytes] = {}
         for key_id, key in keys.items():
-            _check_id(key_id)
-            if not isinstance(key, (bytes, bytearray, memoryview)):
-                raise KeyringError(f"key {key_id!r} must be bytes, not {type(key).__name__}")
-            raw = bytes(key)
-            if len(raw) != KEY_SIZE:
-                raise KeyringError(f"key {key_id!r} is {len(raw)} bytes; AES-256 needs 32")
-            checked[key_id] = raw
+            checked[_check_id(key_id)] = _key_bytes(key_id, key)
         if not checked:
             raise KeyringError("a keyring needs at least one key")
         if primary is None:
@@ -75,6 +114,15 @@ class Keyring:
             raise KeyringError(f"primary key id {primary!r} is not in the keyring")
         self._keys = checked
         self._primary = primary
+
+    @staticmethod
+    def generate_key() -> str:
+        """Return a new random 32-byte key as standard base64 text (from :mod:`secrets`).
+
+        The text goes as it is into ``Keyring({"id": key})``, ``DATAFERRY_KEYS="id:key"`` or a
+        key file; the command line equivalent is ``dataferry keygen``.
+        """
+        return base64.b64encode(secrets.token_bytes(KEY_SIZE)).decode("ascii")
 
     # -- sources --------------------------------------------------------------------------
 
@@ -174,8 +222,8 @@ class Keyring:
         except KeyError:
             raise KeyringError(f"key id {key_id!r} is not in the keyring") from None
 
-    def rotated(self, key_id: str, key: bytes) -> Keyring:
-        """Return a keyring with ``key`` added under ``key_id`` as the new primary."""
+    def rotated(self, key_id: str, key: bytes | str) -> Keyring:
+        """Return a keyring with ``key`` (bytes or base64) added under ``key_id`` as primary."""
         return Keyring({key_id: key, **self._keys}, primary=key_id)
 
     def without(self, key_id: str) -> Keyring:
@@ -227,13 +275,8 @@ def parse_key_list(text: str) -> list[tuple[str, bytes]]:
             raise KeyringError(
                 f"key entry #{position}: the id is not 1-255 characters of [A-Za-z0-9_.:-]"
             )
-        if not _BASE64.fullmatch(encoded):
+        key = _decode_base64(encoded)
+        if key is None:
             raise KeyringError(f"key entry {key_id!r}: the key is not base64")
-        normalized = encoded.rstrip("=").replace("-", "+").replace("_", "/")
-        normalized += "=" * (-len(normalized) % 4)
-        try:
-            key = base64.b64decode(normalized, validate=True)
-        except (binascii.Error, ValueError):
-            raise KeyringError(f"key entry {key_id!r}: the key is not base64") from None
         entries.append((key_id, key))
     return entries

@@ -19,7 +19,7 @@ from dataferry._memory._lru import LruPolicy
 from dataferry._memory._protocol import EvictionPolicy
 from dataferry._memory._tinylfu import TinyLfuPolicy
 from dataferry._memory._ttl import TtlPolicy
-from dataferry._memory._weigher import estimate_size
+from dataferry._memory._weigher import entry_weight, estimate_size
 
 __all__ = ["MemoryCache", "MemoryStats"]
 
@@ -41,6 +41,8 @@ _POLICY_NAMES = ("lfu", "lru", "tinylfu", "ttl")
 
 #: ``weigher(key, value) -> int``: an entry's weight, counted against ``max_bytes``.
 Weigher = Callable[[str, Any], int]
+# What the write path calls: (key, value, meta, size_hint) -> weight, already checked.
+_EntryWeigher = Callable[[str, Any, object, int | None], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,10 @@ def _check_ttl(ttl: object) -> None:
         raise ConfigurationError(f"ttl must be a number of seconds or None, got {ttl!r}")
 
 
+def _bad_size_hint(size_hint: object) -> ConfigurationError:
+    return ConfigurationError(f"size_hint must be an int >= 0 or None, got {size_hint!r}")
+
+
 def _check_limit(name: str, value: object) -> int | None:
     if value is None:
         return None
@@ -121,12 +127,21 @@ class MemoryCache:
     must be treated as immutable; ``copy_on_read=True`` stores a deep copy and hands each caller
     a deep copy, at the cost of a ``copy.deepcopy`` per ``set`` and per hit.
 
+    Metadata: ``set(..., meta=...)`` stores an opaque object with the value, read back with
+    it by :meth:`get_entry` (the facade keeps creation time, logical expiry and tags there, to
+    decide fail-safe, eager refresh and tag invalidation on an L1 hit). The cache never looks
+    inside it, and never copies it.
+
     Size: ``max_entries`` bounds the number of entries and ``max_bytes`` the sum of their
-    weights (``weigher(key, value) -> int``, by default a cheap shallow estimate, see
-    :func:`estimate_size`); either, both or neither (unbounded) may be given. An entry heavier
-    than ``max_bytes`` is not admitted. When a write goes over a limit, the eviction policy
-    picks what goes, possibly the new entry itself (W-TinyLFU may judge it less worth keeping
-    than what it would displace).
+    weights; either, both or neither (unbounded) may be given. With ``max_bytes`` and no
+    ``weigher``, an entry weighs an estimate of the bytes it holds in memory: key, a fixed
+    overhead, the metadata object's own size, and the value's size by a bounded deep walk (see
+    :func:`estimate_size`: O(1) for str and bytes, a bounded walk of at most a few hundred
+    objects for containers), or the ``size_hint`` given to :meth:`set` (the length of the
+    value's encoded form) when that is larger. A ``weigher(key, value) -> int`` replaces the
+    estimate (it is not given the hint). An entry heavier than ``max_bytes`` is not admitted.
+    When a write goes over a limit, the eviction policy picks what goes, possibly the new entry
+    itself (W-TinyLFU may judge it less worth keeping than what it would displace).
 
     Policies: ``"tinylfu"`` (default: W-TinyLFU with an adaptive window, near-optimal hit
     ratio on both recency- and frequency-heavy workloads), ``"lru"``, ``"lfu"`` (LFU with
@@ -141,13 +156,13 @@ class MemoryCache:
     has gathered (or :meth:`cleanup` does at once), as Caffeine does; under a long run of reads
     without writes the oldest hits are dropped, never the cache's speed. Writes take one lock.
     Entries are immutable tuples replaced whole, so a reader sees the old or the new value of
-    a key, never a mix.
+    a key (with its own metadata), never a mix. Weighing runs before the lock is taken.
 
     Args:
         max_entries: Most entries held; ``None`` for no count limit.
         max_bytes: Most total weight held; ``None`` for no weight limit.
-        weigher: ``weigher(key, value) -> int >= 0``, an entry's weight; defaults to
-            :func:`estimate_size` when ``max_bytes`` is set (entries weigh 1 otherwise).
+        weigher: ``weigher(key, value) -> int >= 0``, an entry's weight; by default an
+            estimate of its bytes when ``max_bytes`` is set (see above), 1 otherwise.
         policy: A policy name (see above) or an :class:`EvictionPolicy` instance.
         copy_on_read: Store and return deep copies, so callers may mutate what they get.
         clock: Monotonic clock in seconds that ttls count on (tests may inject one).
@@ -187,8 +202,11 @@ class MemoryCache:
             raise ConfigurationError(
                 f"policy must be a policy name or an EvictionPolicy instance, got {policy!r}"
             )
-        if weigher is None and max_bytes is not None:
-            weigher = estimate_size
+        weigh: _EntryWeigher | None = None
+        if weigher is estimate_size or (weigher is None and max_bytes is not None):
+            weigh = entry_weight  # the documented default, which uses the size hint
+        elif weigher is not None:
+            weigh = self._user_weight
 
         self._max_entries = max_entries
         self._max_bytes = max_bytes
@@ -196,6 +214,7 @@ class MemoryCache:
         self._entry_limit = sys.maxsize if max_entries is None else max_entries
         self._weight_limit = sys.maxsize if max_bytes is None else max_bytes
         self._weigher = weigher
+        self._weigh = weigh
         self._policy = policy_obj
         # The policy counts in the unit of the budget it ranks for: bytes with max_bytes.
         self._policy_weighs = max_bytes is not None
@@ -203,9 +222,11 @@ class MemoryCache:
         self._policy_name = policy if isinstance(policy, str) else type(policy).__name__
         self._copy_on_read = copy_on_read
         self._clock = clock
-        # key -> (value, expires_at, weight). Entries are immutable tuples, replaced whole, so
-        # a lock-free reader never sees a half-written entry.
-        self._data: dict[str, tuple[Any, float, int]] = {}
+        # key -> (value, expires_at, meta, weight). Entries are immutable tuples, replaced
+        # whole, so a lock-free reader never sees a half-written entry, nor a value with
+        # another value's metadata. Reads use only the first three fields; the weight is last
+        # so that a leaner layout can drop it where every entry weighs 1.
+        self._data: dict[str, tuple[Any, float, object, int]] = {}
         self._lock = threading.Lock()
         # deque.append is atomic (and thread-safe without the GIL), so readers need no lock.
         self._reads: deque[str] = deque(maxlen=_READ_BUFFER)
@@ -236,7 +257,7 @@ class MemoryCache:
         # Hot path: one dict subscript (try costs nothing in 3.11 when nothing is raised),
         # an expiry compare, a counter and a buffer append; the policy hears of it later.
         try:
-            value, expires_at, _ = self._data[key]
+            value, expires_at, _, _ = self._data[key]
         except KeyError:
             self._misses += 1
             return default
@@ -249,6 +270,29 @@ class MemoryCache:
         self._drop_if_expired(key)
         self._misses += 1
         return default
+
+    def get_entry(self, key: str) -> tuple[Any, object] | None:
+        """Return ``(value, meta)`` for ``key``, or ``None`` when absent or expired.
+
+        ``meta`` is what :meth:`set` stored with the value (``None`` if nothing), as is; the
+        value is the live object (a deep copy with ``copy_on_read``). Counts a hit or a miss,
+        as :meth:`get` does.
+        """
+        # The same path as get (see there), returning the metadata too.
+        try:
+            value, expires_at, meta, _ = self._data[key]
+        except KeyError:
+            self._misses += 1
+            return None
+        if expires_at > self._clock():
+            self._hits += 1
+            self._reads.append(key)
+            if self._copy_on_read:
+                return copy.deepcopy(value), meta
+            return value, meta
+        self._drop_if_expired(key)
+        self._misses += 1
+        return None
 
     def __contains__(self, key: object) -> bool:
         """Whether ``key`` holds a value that has not expired (not counted as a hit or miss)."""
@@ -274,18 +318,37 @@ class MemoryCache:
 
     # -- writes (under the lock) ------------------------------------------------------------
 
-    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+    def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        *,
+        meta: object = None,
+        size_hint: int | None = None,
+    ) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (``None`` = until evicted).
 
         A ttl of zero or less stores nothing and removes the key's current value (the entry
         would already be expired). The entry may be evicted right away, or not admitted at all,
         when the cache is full and the policy prefers what it holds.
 
+        Args:
+            key: The key.
+            value: The value (deep-copied first with ``copy_on_read``).
+            ttl: Seconds until the entry expires; ``None`` for no expiry.
+            meta: An object stored with the value, returned by :meth:`get_entry` (never
+                looked into, never copied).
+            size_hint: The size in bytes of the value's encoded form, if the caller has it:
+                the default weigher counts ``max(size_hint, its own estimate)``.
+
         Raises:
-            ConfigurationError: ``ttl`` is not a number, or the weigher returned something
-                other than an int >= 0 (nothing is stored).
+            ConfigurationError: ``ttl`` is not a number, ``size_hint`` is not an int >= 0, or
+                the weigher returned something other than an int >= 0 (nothing is stored).
 
         """
+        if size_hint is not None and (size_hint.__class__ is not int or size_hint < 0):
+            raise _bad_size_hint(size_hint)
         now = self._clock()
         if ttl is None:
             expires_at = _NEVER
@@ -298,7 +361,8 @@ class MemoryCache:
             expires_at = now + ttl
         if self._copy_on_read:
             value = copy.deepcopy(value)
-        weight = 1 if self._weigher is None else self._weigh(key, value)
+        weigh = self._weigh
+        weight = 1 if weigh is None else weigh(key, value, meta, size_hint)
         with self._lock:
             # Amortised upkeep first (inlined: this is the write path).
             if len(self._reads) >= _DRAIN_BATCH:
@@ -314,13 +378,13 @@ class MemoryCache:
                 if old is not None:
                     del data[key]
                     policy.record_remove(key)
-                    self._weight -= old[2]
+                    self._weight -= old[3]
                 self._evictions_size += 1
                 return
             # Make room before the entry becomes visible, so lock-free readers never see the
             # cache over its limits.
             count = len(data) + (old is None)
-            total = self._weight + weight - (0 if old is None else old[2])
+            total = self._weight + weight - (0 if old is None else old[3])
             policy.record_insert(key, weight if self._policy_weighs else 1, expires_at)
             admitted = True
             while count > self._entry_limit or total > self._weight_limit:
@@ -337,12 +401,12 @@ class MemoryCache:
                             f"eviction policy {self._policy_name} chose a key the cache "
                             "does not hold"
                         )
-                    total -= evicted[2]
+                    total -= evicted[3]
                 count -= 1
                 self._evictions_size += 1
             self._weight = total
             if admitted:
-                data[key] = (value, expires_at, weight)
+                data[key] = (value, expires_at, meta, weight)
                 if expires_at != _NEVER:
                     heapq.heappush(heap, (expires_at, key))
                     if len(heap) > self._expiry_limit:
@@ -357,7 +421,7 @@ class MemoryCache:
             if entry is None:
                 return False
             self._policy.record_remove(key)
-            self._weight -= entry[2]
+            self._weight -= entry[3]
             return entry[1] > now
 
     def clear(self) -> None:
@@ -390,7 +454,7 @@ class MemoryCache:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _weigh(self, key: str, value: Any) -> int:
+    def _user_weight(self, key: str, value: Any, meta: object, size_hint: int | None) -> int:
         assert self._weigher is not None
         weight = self._weigher(key, value)
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
@@ -427,7 +491,7 @@ class MemoryCache:
             if entry is not None and entry[1] <= now:
                 del data[key]
                 policy.record_remove(key)
-                self._weight -= entry[2]
+                self._weight -= entry[3]
                 self._evictions_expired += 1
 
     def _rebuild_expiry(self) -> None:
@@ -443,5 +507,5 @@ class MemoryCache:
             if entry is not None and entry[1] <= self._clock():
                 del self._data[key]
                 self._policy.record_remove(key)
-                self._weight -= entry[2]
+                self._weight -= entry[3]
                 self._evictions_expired += 1

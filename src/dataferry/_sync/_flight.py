@@ -1,0 +1,222 @@
+# GENERATED from src/dataferry/_async/_flight.py by scripts/unasync.py: do not edit.
+"""Single-flight: concurrent callers of one key share one computation (stampede protection).
+
+A flight has two phases: a cheap one (the L2 read) that the first caller runs inline, and an
+expensive one (the factory) that runs only when the cheap one misses. In async code the
+expensive phase runs in a task the cache owns, so a caller that is cancelled or times out stops
+waiting without cancelling the work others wait for; in the generated sync twin it runs in the
+first caller's thread. Later callers join the flight:
+
+- a joiner waits at most ``join_timeout`` seconds, then computes on its own (a stuck factory
+  never blocks the others forever);
+- an exception reaches every waiter, each as its own copy, and is not remembered;
+- when the work is cancelled (the cache is closing, the first caller was cancelled during the
+  L2 read and its hand-over was cancelled too), joiners never see a ``CancelledError`` that is
+  not theirs: they start the flight again (or get :class:`~dataferry.CacheClosedError`).
+
+Flights are per event loop: a cache used from two loops (two ``asyncio.run`` calls, or loops
+in two threads) never makes one loop wait for another's future.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dataferry._core import MISS
+from dataferry._events import CacheEvents
+from dataferry._synchronization import TIMED_OUT, Cancelled, Outcome, Runtime
+
+__all__ = ["ABSENT", "SingleFlight"]
+
+#: A batch producer left this key out (not found): its joiners compute it themselves.
+ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
+#: The work was cancelled before it settled: joiners start the flight again.
+_RETRY: Any = type("_Retry", (), {"__repr__": lambda self: "RETRY"})()
+
+Work = Callable[[], Any]
+ManyWork = Callable[[list[str]], Mapping[str, Any]]
+
+
+class SingleFlight:
+    """At most one computation per key at a time (per event loop); others join it."""
+
+    __slots__ = ("_events", "_flights", "_lock", "_runtime", "join_timeout")
+
+    def __init__(self, events: CacheEvents, runtime: Runtime, join_timeout: float) -> None:
+        self._flights: dict[str, Outcome] = {}
+        # A real lock in both colours: an async cache may be used from loops in two threads.
+        self._lock = threading.Lock()
+        self._events = events
+        self._runtime = runtime
+        self.join_timeout = join_timeout
+
+    def _enter(self, key: str) -> tuple[Outcome, bool]:
+        """The flight of ``key`` and whether this caller leads it (joins counted here)."""
+        with self._lock:
+            outcome = self._flights.get(key)
+            if outcome is None or not outcome.usable():
+                outcome = self._flights[key] = Outcome()
+                return outcome, True
+            # Counted under the lock, so the count is exact; listeners are told outside it
+            # (one of them may call the cache).
+            self._events.stampede_joins += 1
+        self._events.notify("stampede_joins")
+        return outcome, False
+
+    def _settle(
+        self, key: str, outcome: Outcome, value: Any, error: BaseException | None
+    ) -> None:
+        with self._lock:
+            if self._flights.get(key) is outcome:
+                del self._flights[key]
+        outcome.settle(value, error)
+
+    def run(self, key: str, inline: Work, background: Work) -> Any:
+        """Return ``inline()``'s value, or ``background()``'s when it returns ``MISS``."""
+        while True:
+            outcome, leader = self._enter(key)
+            if leader:
+                result = self._lead(key, outcome, inline, background)
+            else:
+                result = outcome.wait(self.join_timeout)
+                if result is TIMED_OUT:
+                    return self._alone(inline, background)
+            if result is not _RETRY and result is not ABSENT:
+                return result
+            self._runtime.check_open()
+
+    def _lead(self, key: str, outcome: Outcome, inline: Work, background: Work) -> Any:
+        try:
+            result = inline()
+        except Cancelled:
+            # Cancelled during the cheap phase: a task takes the whole flight over, so the
+            # callers who joined still get a value.
+            self._runtime.spawn(
+                self._produce, key, outcome, lambda: self._alone(inline, background)
+            )
+            raise
+        except BaseException as exc:
+            self._settle(key, outcome, None, exc)
+            raise
+        if result is not MISS:
+            self._settle(key, outcome, result, None)
+            return result
+        self._runtime.spawn(self._produce, key, outcome, background)
+        return outcome.wait(None)
+
+    def _produce(self, key: str, outcome: Outcome, work: Work) -> None:
+        try:
+            result = work()
+        except Cancelled:
+            self._settle(key, outcome, _RETRY, None)
+            raise
+        except Exception as exc:
+            self._settle(key, outcome, None, exc)
+        except BaseException as exc:
+            self._settle(key, outcome, None, exc)
+            raise
+        else:
+            self._settle(key, outcome, result, None)
+
+    @staticmethod
+    def _alone(inline: Work, background: Work) -> Any:
+        result = inline()
+        return background() if result is MISS else result
+
+    # -- batches --------------------------------------------------------------------------------
+
+    def run_many(
+        self, keys: list[str], inline: ManyWork, background: ManyWork
+    ) -> dict[str, Any]:
+        """Per-key single-flight for a batch: ``{key: value}`` for the keys found or loaded.
+
+        The keys nobody is computing are led by this call, with one ``inline(keys)`` (the L2
+        batch read) and one ``background(missing)`` (the batch load) for all of them; keys that
+        another call is computing are joined. ``background`` may leave keys out (not found).
+        """
+        found: dict[str, Any] = {}
+        pending = list(dict.fromkeys(keys))
+        while pending:
+            lead: dict[str, Outcome] = {}
+            joined: dict[str, Outcome] = {}
+            for key in pending:
+                outcome, leader = self._enter(key)
+                (lead if leader else joined)[key] = outcome
+            pending = []
+            if lead:
+                self._lead_many(lead, inline, background)
+            alone: list[str] = []
+            for key, outcome in (*lead.items(), *joined.items()):
+                result = outcome.wait(None if key in lead else self.join_timeout)
+                if result is TIMED_OUT:
+                    alone.append(key)
+                elif result is _RETRY:
+                    pending.append(key)
+                elif result is ABSENT:
+                    if key in joined:  # another caller's batch load left it out: try ours
+                        pending.append(key)
+                else:
+                    found[key] = result
+            if alone:
+                found.update(self._alone_many(alone, inline, background))
+            if pending:
+                self._runtime.check_open()
+        return found
+
+    def _lead_many(
+        self, lead: dict[str, Outcome], inline: ManyWork, background: ManyWork
+    ) -> None:
+        keys = list(lead)
+        try:
+            hits = inline(keys)
+        except Cancelled:
+            self._runtime.spawn(
+                self._produce_many, lead, lambda: self._alone_many(keys, inline, background)
+            )
+            raise
+        except BaseException as exc:
+            for key, outcome in lead.items():
+                self._settle(key, outcome, None, exc)
+            raise
+        missing: dict[str, Outcome] = {}
+        for key, outcome in lead.items():
+            if key in hits:
+                self._settle(key, outcome, hits[key], None)
+            else:
+                missing[key] = outcome
+        if missing:
+            names = list(missing)
+            self._runtime.spawn(self._produce_many, missing, lambda: background(names))
+
+    def _produce_many(
+        self, outcomes: dict[str, Outcome], work: Callable[[], Mapping[str, Any]]
+    ) -> None:
+        try:
+            results = work()
+        except Cancelled:
+            for key, outcome in outcomes.items():
+                self._settle(key, outcome, _RETRY, None)
+            raise
+        except BaseException as exc:
+            for key, outcome in outcomes.items():
+                self._settle(key, outcome, None, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for key, outcome in outcomes.items():
+                self._settle(key, outcome, results.get(key, ABSENT), None)
+
+    @staticmethod
+    def _alone_many(
+        keys: list[str], inline: ManyWork, background: ManyWork
+    ) -> dict[str, Any]:
+        hits = dict(inline(keys))
+        rest = [k for k in keys if k not in hits]
+        if rest:
+            hits.update(background(rest))
+        return hits
+
+    def __len__(self) -> int:
+        return len(self._flights)

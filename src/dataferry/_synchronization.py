@@ -1,0 +1,295 @@
+"""The few primitives whose async and sync forms differ, so everything above them is written once.
+
+``_async/`` code uses the ``Async*`` names; ``scripts/unasync.py`` turns them into the plain
+names for ``_sync/`` (httpcore's ``_synchronization.py`` is the model). Each pair has the same
+methods and the same meaning:
+
+- :class:`AsyncOutcome` / :class:`Outcome`: a result that one producer settles once and any
+  number of waiters wait for, with a bound. Every waiter that gets an exception gets its own
+  copy with the producer's traceback, so tracebacks never grow with the number of waiters.
+- :class:`AsyncRuntime` / :class:`Runtime`: what a cache owns: its background tasks (async:
+  factories that outlive a cancelled caller), its worker threads for sync factories, and its
+  open/closed state.
+- :data:`AsyncCancelled` / :data:`Cancelled`: the cancellation exception (sync code is never
+  cancelled, so its twin is a class nothing raises).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import functools
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any
+
+from dataferry._errors import CacheClosedError, ConfigurationError
+
+__all__ = [
+    "TIMED_OUT",
+    "AsyncCancelled",
+    "AsyncOutcome",
+    "AsyncRuntime",
+    "Cancelled",
+    "Outcome",
+    "Runtime",
+]
+
+logger = logging.getLogger("dataferry")
+
+#: What :meth:`AsyncOutcome.wait` returns when the bound passed first (never a real value).
+TIMED_OUT: Any = type("_TimedOut", (), {"__repr__": lambda self: "TIMED_OUT"})()
+
+AsyncCancelled = asyncio.CancelledError
+
+
+class Cancelled(BaseException):
+    """Sync twin of :data:`AsyncCancelled`: sync code is never cancelled; nothing raises it."""
+
+
+def _rethrow(error: BaseException, tb: TracebackType | None) -> BaseException:
+    """Return a copy of ``error`` to raise in one more waiter, with the producer's traceback.
+
+    Raising one object in many waiters would chain every waiter's frames onto its traceback
+    (and, across threads, race on it). Exceptions that can't be copied are raised as they are.
+    """
+    try:
+        clone = copy.copy(error)
+    except Exception:
+        clone = error
+    if type(clone) is not type(error):  # pragma: no cover - a __reduce__ that lies
+        clone = error
+    if clone is not error:
+        clone.__cause__ = error.__cause__
+        clone.__context__ = error.__context__
+        clone.__suppress_context__ = error.__suppress_context__
+    return clone.with_traceback(tb)
+
+
+class AsyncOutcome:
+    """A value or exception that one producer settles and any number of tasks wait for.
+
+    Bound to the event loop that created it: :meth:`usable` tells whether the running loop
+    can wait for it (a cache used from several loops keeps their work apart).
+    """
+
+    __slots__ = ("_future", "_tb")
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._tb: TracebackType | None = None
+
+    def usable(self) -> bool:
+        """Whether the running event loop can wait for this outcome."""
+        return self._future.get_loop() is asyncio.get_running_loop()
+
+    def settle(self, value: Any, error: BaseException | None) -> None:
+        """Set the value, or the exception when ``error`` is given (only the first call counts)."""
+        fut = self._future
+        if fut.done():
+            return
+        if fut.get_loop().is_closed():  # pragma: no cover - the loop ended under us
+            return
+        if error is None:
+            fut.set_result(value)
+        else:
+            self._tb = error.__traceback__
+            fut.set_exception(error)
+            # Nobody may be waiting: mark the exception retrieved, or asyncio would log
+            # "exception was never retrieved" for a failure that was already raised.
+            fut.exception()
+
+    async def wait(self, timeout: float | None) -> Any:
+        """Return the value (raise the exception), or :data:`TIMED_OUT` after ``timeout`` s.
+
+        Cancelling the waiter never cancels the producer (the future is shielded).
+        """
+        fut = self._future
+        if not fut.done():
+            try:
+                if timeout is None:
+                    await asyncio.shield(fut)
+                else:
+                    await asyncio.wait_for(asyncio.shield(fut), timeout)
+            except asyncio.TimeoutError:
+                return TIMED_OUT
+            except Exception:  # the producer's failure: raised below, as a fresh copy
+                pass
+        error = fut.exception()
+        if error is not None:
+            raise _rethrow(error, self._tb)
+        return fut.result()
+
+
+class Outcome:
+    """Thread twin of :class:`AsyncOutcome`: a lock held until the producer settles it."""
+
+    __slots__ = ("_done", "_error", "_tb", "_value")
+
+    def __init__(self) -> None:
+        # A plain Lock may be released by another thread: waiters acquire it with a timeout
+        # (and release it at once) to wait for the settle, which releases it.
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._tb: TracebackType | None = None
+
+    def usable(self) -> bool:
+        """Whether this thread can wait for the outcome (always: threads share it)."""
+        return True
+
+    def settle(self, value: Any, error: BaseException | None) -> None:
+        """Set the value, or the exception when ``error`` is given (call exactly once)."""
+        self._value = value
+        self._error = error
+        if error is not None:
+            self._tb = error.__traceback__
+        self._done.release()
+
+    def wait(self, timeout: float | None) -> Any:
+        """Return the value (raise the exception), or :data:`TIMED_OUT` after ``timeout`` s."""
+        done = self._done
+        if not done.acquire(timeout=-1 if timeout is None else timeout):
+            return TIMED_OUT
+        done.release()
+        error = self._error
+        if error is not None:
+            raise _rethrow(error, self._tb)
+        return self._value
+
+
+def _close_timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigurationError(f"close_timeout must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+class AsyncRuntime:
+    """What an :class:`~dataferry.AsyncDataFerry` owns: tasks, worker threads, open/closed.
+
+    Background tasks (a factory that goes on after its first caller was cancelled) are kept
+    here, so the garbage collector can't destroy a pending one, and :meth:`aclose` waits for
+    them (up to a bound), then cancels the rest.
+    """
+
+    __slots__ = ("_executor", "_lock", "_tasks", "close_timeout", "closed", "offload")
+
+    def __init__(self, *, offload: bool, close_timeout: float) -> None:
+        self.closed = False
+        self.offload = offload
+        self.close_timeout = _close_timeout(close_timeout)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def check_open(self) -> None:
+        """Raise :class:`CacheClosedError` if the cache was closed."""
+        if self.closed:
+            raise CacheClosedError("this cache is closed; create a new one")
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], /, *args: Any) -> None:
+        """Run ``fn(*args)`` in a task the cache owns (the sync twin calls it right away)."""
+        task = asyncio.get_running_loop().create_task(fn(*args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        """Call a factory: ``fn()``, awaited if it returns an awaitable.
+
+        With ``offload``, a function that is not async runs in one of the cache's worker
+        threads, so a blocking factory doesn't stop the event loop.
+        """
+        if self.offload and not _is_async_callable(fn):
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._pool(), fn)
+        else:
+            result = fn()
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            self.check_open()
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix="dataferry-factory"
+                )
+            return self._executor
+
+    async def aclose(self) -> None:
+        """Mark the cache closed; wait up to ``close_timeout`` s for its tasks, then cancel."""
+        timeout = self.close_timeout
+        self.closed = True
+        loop = asyncio.get_running_loop()
+        tasks = [t for t in self._tasks if not t.done()]
+        mine = [t for t in tasks if t.get_loop() is loop]
+        for task in tasks:  # tasks of another loop: that loop ends them, or has already
+            if task.get_loop() is not loop and not task.get_loop().is_closed():
+                task.get_loop().call_soon_threadsafe(task.cancel)
+        if mine:
+            _, late = await asyncio.wait(mine, timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+                logger.warning("closing the cache cancelled %d unfinished factories", len(late))
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            # Worker threads may be inside a user's factory: don't wait for them here.
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+class Runtime:
+    """Thread twin of :class:`AsyncRuntime`: sync work runs in the calling thread."""
+
+    __slots__ = ("close_timeout", "closed", "offload")
+
+    def __init__(self, *, offload: bool, close_timeout: float) -> None:
+        self.closed = False
+        self.offload = offload  # nothing to offload: factories run in the calling thread
+        self.close_timeout = _close_timeout(close_timeout)
+
+    def check_open(self) -> None:
+        """Raise :class:`CacheClosedError` if the cache was closed."""
+        if self.closed:
+            raise CacheClosedError("this cache is closed; create a new one")
+
+    def spawn(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Call ``fn(*args)`` in this thread: sync work has no background to go to."""
+        fn(*args)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Call a factory; an awaitable result is a mistake in sync code and is refused."""
+        result = fn()
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # don't leak a "coroutine was never awaited" warning
+            raise ConfigurationError(
+                "the sync DataFerry got an async factory; use AsyncDataFerry or a sync function"
+            )
+        return result
+
+    def close(self) -> None:
+        """Mark the cache closed."""
+        self.closed = True
+
+    def __len__(self) -> int:
+        return 0

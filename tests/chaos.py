@@ -1,0 +1,123 @@
+"""Chaos layers for the tests: plugged into a cache's L2 pipeline with ``distributed_layers=``.
+
+They implement the public ``DistributedLayer`` protocol, wrap a real backend's calls, and never
+fake Redis: a gate holds chosen operations until the test opens it; a fault layer fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import dataferry as df
+
+
+class Gate:
+    """Holds the chosen operations until :meth:`open`; counts every operation it sees.
+
+    ``reached`` (async) / ``reached_sync`` (threads) are set when a held call arrives, so a
+    test can wait for "the read is in flight" instead of yielding and hoping.
+    """
+
+    def __init__(self, *operations: str) -> None:
+        self.operations = set(operations or ("get",))
+        self.calls: Counter[str] = Counter()
+        self._opened = threading.Event()
+        self._aopened: asyncio.Event | None = None
+        self._areached: asyncio.Event | None = None
+        self.reached_sync = threading.Event()
+
+    @property
+    def reached(self) -> asyncio.Event:
+        if self._areached is None:
+            self._areached = asyncio.Event()
+        return self._areached
+
+    def open(self) -> None:
+        self._opened.set()
+        if self._aopened is not None:
+            self._aopened.set()
+
+    async def arun(
+        self, operation: str, keys: Sequence[str], call: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        self.calls[operation] += 1
+        if operation in self.operations and not self._opened.is_set():
+            if self._aopened is None:
+                self._aopened = asyncio.Event()
+            self.reached.set()
+            await self._aopened.wait()
+        return await call()
+
+    def run(self, operation: str, keys: Sequence[str], call: Callable[[], Any]) -> Any:
+        self.calls[operation] += 1
+        if operation in self.operations:
+            self.reached_sync.set()
+            assert self._opened.wait(10), "the test never opened the gate"
+        return call()
+
+
+class Faults:
+    """Fails the chosen operations with ``error`` (any exception) while ``failing`` is true."""
+
+    def __init__(self, error: Exception, *operations: str) -> None:
+        self.error = error
+        self.operations = set(operations)
+        self.failing = True
+        self.calls: Counter[str] = Counter()
+
+    def _check(self, operation: str) -> None:
+        self.calls[operation] += 1
+        if self.failing and (not self.operations or operation in self.operations):
+            raise self.error
+
+    async def arun(
+        self, operation: str, keys: Sequence[str], call: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        self._check(operation)
+        return await call()
+
+    def run(self, operation: str, keys: Sequence[str], call: Callable[[], Any]) -> Any:
+        self._check(operation)
+        return call()
+
+
+def count_events(cache: Any, name: str) -> Callable[[int], threading.Event]:
+    """``until(n)``: an event set once ``cache`` has emitted ``name`` n times (any thread)."""
+    seen = [0]
+    waiters: list[tuple[int, threading.Event]] = []
+    lock = threading.Lock()
+
+    def listener(event: str, attributes: dict[str, Any]) -> None:
+        if event != name:
+            return
+        with lock:
+            seen[0] += 1
+            for n, ev in waiters:
+                if seen[0] >= n:
+                    ev.set()
+
+    cache.subscribe(listener)
+
+    def until(n: int) -> threading.Event:
+        ev = threading.Event()
+        with lock:
+            waiters.append((n, ev))
+            if seen[0] >= n:
+                ev.set()
+        return ev
+
+    return until
+
+
+async def wait_event(event: threading.Event, timeout: float = 10.0) -> None:
+    """Await a threading.Event from async code without blocking the loop for long."""
+    loop = asyncio.get_running_loop()
+    ok = await loop.run_in_executor(None, event.wait, timeout)
+    assert ok, "timed out waiting for the event"
+
+
+__all__ = ["Faults", "Gate", "count_events", "df", "wait_event"]
