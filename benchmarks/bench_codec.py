@@ -230,6 +230,34 @@ def bench_redis_hit(rounds: int, calls: int) -> None:
         client.close()
 
 
+def bench_bomb() -> None:
+    """A forged entry that would inflate to 400 MiB: how long and how much memory its miss takes."""
+    import tracemalloc
+
+    from dataferry._codec import DecodeError
+
+    big = " " * (400 * 1024 * 1024)
+    writer = Codec(compressor=ZstdCompressor(), max_value_bytes=1 << 30)
+    data = writer.encode(big, key="k", created_at=0.0, logical_expiry=1e12, compress=True)
+    del big
+    reader = Codec()  # the default limit: 32 MiB
+    print("\n### A forged zstd entry that inflates to 400 MiB (default Codec)\n")
+    print(f"stored size: {len(data) / 1024:.1f} KiB")
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        reader.decode(data, key="k")
+        outcome = "served (BUG)"
+    except DecodeError:
+        outcome = "miss"
+    elapsed = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(
+        f"{outcome} in {elapsed * 1e3:.2f} ms, peak {peak / 2**20:.2f} MiB (goal: < 50 ms, < 50 MB)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,6 +268,7 @@ def main() -> None:
     start = time.monotonic()
     print(f"Python {sys.version.split()[0]}, orjson {orjson.__version__}\n")
     bench_pipelines(budget=0.06 if args.quick else 0.15)
+    bench_bomb()
     if not args.no_redis:
         bench_redis_hit(rounds=5 if args.quick else 15, calls=1000 if args.quick else 2000)
     print(f"\n(total {time.monotonic() - start:.0f} s)")

@@ -310,18 +310,12 @@ def test_the_hand_made_zstd_frame_is_a_real_servable_entry() -> None:
     [400 * MiB, None, 1000, 32 * MiB],
     ids=["declares-400MiB", "no-size", "lies-1000B", "lies-just-the-limit"],
 )
-def test_a_forged_zstd_bomb_is_a_cheap_miss(
-    declared: int | None, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_forged_zstd_bomb_is_a_cheap_miss(declared: int | None) -> None:
     frame = zstd_rle_frame(400 * MiB, declared=declared)
     assert len(frame) < 13_000  # 12.5 KB that would inflate to 400 MiB
-    elapsed, peak = measure_miss(Codec(), forged_entry(frame, 1))
-    with capsys.disabled():
-        print(
-            f"\nzstd bomb ({declared=}): miss in {elapsed * 1e3:.2f} ms, peak {peak / MiB:.2f} MiB"
-        )
+    _, peak = measure_miss(Codec(), forged_entry(frame, 1))
+    # Time is measured in benchmarks/bench_codec.py, not asserted here (noisy machines).
     assert peak < 50 * MiB
-    assert elapsed < 2.0  # measured well under 1 ms; generous against a loaded machine
 
 
 def xxh32(data: bytes) -> int:
@@ -392,21 +386,13 @@ def bombs() -> dict[str, bytes]:
         "lz4-lies-just-the-limit",
     ],
 )
-def test_gzip_and_lz4_bombs_are_bounded_misses(
-    bombs: dict[str, bytes], name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_gzip_and_lz4_bombs_are_bounded_misses(bombs: dict[str, bytes], name: str) -> None:
     comp_id = GzipCompressor.id if name.startswith("gzip") else Lz4Compressor.id
     data = forged_entry(bombs[name], comp_id)
     for limit in (32 * MiB, 1 * MiB):  # the default, then a tighter reader
-        elapsed, peak = measure_miss(Codec(max_value_bytes=limit), data)
-        with capsys.disabled():
-            print(
-                f"\n{name} (64 MiB), limit {limit // MiB} MiB: miss in "
-                f"{elapsed * 1e3:.1f} ms, peak {peak / MiB:.2f} MiB"
-            )
+        _, peak = measure_miss(Codec(max_value_bytes=limit), data)
         # Inflated at most up to what the frame declares, itself at most the limit.
         assert peak < min(limit, 48 * MiB) + 1 * MiB
-        assert elapsed < 2.0
 
 
 def test_max_value_bytes_is_symmetric() -> None:

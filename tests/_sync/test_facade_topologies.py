@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ import pytest
 from redis.cluster import key_slot
 
 import dataferry as df
+from tests.chaos import count_events, wait_event
 from tests.redis_servers import RedisCluster, RedisSentinel, RedisServer, wait_until
 
 NS = "topo"
@@ -41,6 +43,14 @@ def sleep(seconds: float) -> None:
         asyncio.sleep(seconds)
     else:  # the sync twin
         _block(seconds)
+
+
+def wait_for(event: threading.Event) -> None:
+    """Wait for a threading.Event without blocking the event loop (a plain wait in the twin)."""
+    if IS_ASYNC:
+        wait_event(event)
+    else:
+        assert event.wait(10), "timed out waiting for the event"
 
 
 def concurrently(calls: list[Callable[[], Any]]) -> list[Any]:
@@ -155,19 +165,21 @@ def test_get_or_set_runs_one_factory_and_other_nodes_read_l2(topology: Topology)
     user = {"id": 7, "name": "Ada"}
     calls = 0
 
-    def load() -> dict[str, Any]:
-        nonlocal calls
-        calls += 1
-        sleep(0.2)  # every concurrent caller arrives while this runs
-        return user
-
     with node(topology) as first, node(topology) as second:
+        joined = count_events(first, "stampede_joins")
+
+        def load() -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            wait_for(joined(7))  # every other caller joined while this runs
+            return user
+
         results = concurrently([lambda: first.get_or_set("user:7", load, ttl=60)] * 8)
         assert results == [user] * 8
         assert calls == 1
         stats = first.stats()
         assert stats.factory_calls == 1
-        assert stats.stampede_joins >= 1  # the callers really overlapped
+        assert stats.stampede_joins == 7
         assert topology.raw(skey("user:7")) is not None
 
         # Another node (own L1, same L2) gets the value from L2, without its factory.

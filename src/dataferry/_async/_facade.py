@@ -228,9 +228,9 @@ class AsyncDataFerry:
         runtime = self._runtime
         if self._tenant is not None or runtime.closed:
             return
-        await runtime.aclose()
-        for view in list(self._core.views):
+        for view in list(self._core.views):  # L1 hits stop at once, before the drain
             view._memory = CLOSED_MEMORY
+        await runtime.aclose()
         if self._l2 is not None:
             await self._l2.aclose()
 

@@ -229,9 +229,9 @@ class DataFerry:
         runtime = self._runtime
         if self._tenant is not None or runtime.closed:
             return
-        runtime.close()
-        for view in list(self._core.views):
+        for view in list(self._core.views):  # L1 hits stop at once, before the drain
             view._memory = CLOSED_MEMORY
+        runtime.close()
         if self._l2 is not None:
             self._l2.close()
 

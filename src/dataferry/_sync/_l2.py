@@ -23,6 +23,9 @@ __all__ = ["DistributedAccessor"]
 
 logger = logging.getLogger("dataferry")
 
+#: What a write returns from the guard when the L2 failed (a backend never returns it).
+_FAILED: Any = object()
+
 
 class DistributedAccessor:
     """Calls the L2 through the layers; failures are counted, logged, and become misses."""
@@ -64,75 +67,59 @@ class DistributedAccessor:
 
     def get_many(self, skeys: list[str]) -> list[bytes | None]:
         """The bytes of each key in order (all None when the L2 failed)."""
-        try:
-            data = self._call("get_many", skeys, lambda: self._backend.get_many(skeys))
-        except Exception as exc:
-            self._failed("get_many", exc)
-            return [None] * len(skeys)
-        if self._down:
-            self._recovered()
-        return data  # type: ignore[no-any-return]
+        failed = [None] * len(skeys)
+        found: list[bytes | None] = self._guarded(
+            "get_many", skeys, failed, self._backend.get_many, skeys
+        )
+        return found
 
     def set(self, skey: str, data: bytes, ttl: float) -> bool:
         """Store ``data`` for ``ttl`` seconds; whether the L2 took it."""
-        try:
-            self._call("set", (skey,), lambda: self._backend.set(skey, data, ttl))
-        except Exception as exc:
-            self._failed("set", exc)
-            return False
-        if self._down:
-            self._recovered()
-        return True
+        result = self._guarded("set", (skey,), _FAILED, self._backend.set, skey, data, ttl)
+        return result is not _FAILED
 
     def set_many(self, batch: list[tuple[str, bytes, float]]) -> bool:
         """Store each ``(key, bytes, ttl)`` in one round trip; whether the L2 took them."""
-        try:
-            self._call(
-                "set_many", [k for k, _, _ in batch], lambda: self._backend.set_many(batch)
-            )
-        except Exception as exc:
-            self._failed("set_many", exc)
-            return False
-        if self._down:
-            self._recovered()
-        return True
+        keys = [k for k, _, _ in batch]
+        result = self._guarded("set_many", keys, _FAILED, self._backend.set_many, batch)
+        return result is not _FAILED
 
     def delete(self, skey: str) -> bool:
         """Delete ``skey``; whether the L2 answered."""
-        try:
-            self._call("delete", (skey,), lambda: self._backend.delete(skey))
-        except Exception as exc:
-            self._failed("delete", exc)
-            return False
-        if self._down:
-            self._recovered()
-        return True
+        result = self._guarded("delete", (skey,), _FAILED, self._backend.delete, skey)
+        return result is not _FAILED
 
     def delete_many(self, skeys: list[str]) -> bool:
         """Delete the keys in one round trip; whether the L2 answered."""
-        try:
-            self._call("delete_many", skeys, lambda: self._backend.delete_many(skeys))
-        except Exception as exc:
-            self._failed("delete_many", exc)
-            return False
-        if self._down:
-            self._recovered()
-        return True
+        result = self._guarded(
+            "delete_many", skeys, _FAILED, self._backend.delete_many, skeys
+        )
+        return result is not _FAILED
 
     def compare_and_set(self, skey: str, expected: bytes, data: bytes) -> bool:
         """Replace ``expected`` by ``data`` under ``skey`` atomically; whether it did."""
+        done = self._guarded(
+            "compare_and_set", (skey,), False, self._backend.compare_and_set, skey, expected, data
+        )
+        return bool(done)
+
+    def _guarded(
+        self,
+        operation: str,
+        keys: Sequence[str],
+        failed: Any,
+        method: Callable[..., Any],
+        *args: Any,
+    ) -> Any:
+        """``method(*args)`` through the layers; ``failed`` if the L2 failed (counted)."""
         try:
-            done = self._call(
-                "compare_and_set",
-                (skey,),
-                lambda: self._backend.compare_and_set(skey, expected, data),
-            )
+            result = self._call(operation, keys, lambda: method(*args))
         except Exception as exc:
-            self._failed("compare_and_set", exc)
-            return False
+            self._failed(operation, exc)
+            return failed
         if self._down:
             self._recovered()
-        return bool(done)
+        return result
 
     def close(self) -> None:
         """Release the backend's connections (failures are counted, not raised)."""
