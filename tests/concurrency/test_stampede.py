@@ -252,6 +252,104 @@ async def test_batches_are_single_flight_per_key() -> None:
     assert cache.stats().factory_calls == 2
 
 
+async def test_a_batch_joiner_stops_waiting_after_join_timeout() -> None:
+    cache = df.AsyncDataFerry(join_timeout=0.05)
+    joined = count_events(cache, "stampede_joins")
+    release = asyncio.Event()
+
+    async def stuck(keys: list[str]) -> dict[str, str]:
+        await release.wait()
+        return {k: "first" for k in keys}
+
+    first = asyncio.ensure_future(cache.get_or_set_many(["a", "b"], stuck))
+    second = asyncio.ensure_future(
+        cache.get_or_set_many(["b", "c"], lambda keys: {k: "second" for k in keys})
+    )
+    await wait_event(joined(1))
+    assert await second == {"b": "second", "c": "second"}
+    assert not first.done()
+    release.set()
+    assert await first == {"a": "first", "b": "first"}
+
+
+async def test_a_batch_failure_reaches_every_caller_that_joined_it() -> None:
+    cache = df.AsyncDataFerry()
+    joined = count_events(cache, "stampede_joins")
+    release = asyncio.Event()
+
+    async def failing(keys: list[str]) -> dict[str, str]:
+        await release.wait()
+        raise ConnectionError("db down")
+
+    batch = asyncio.ensure_future(cache.get_or_set_many(["a", "b"], failing))
+    other = asyncio.ensure_future(cache.get_or_set_many(["b"], lambda keys: {"b": "x"}))
+    single = asyncio.ensure_future(cache.get_or_set("a", lambda: "y"))
+    await wait_event(joined(2))
+    release.set()
+    results = await asyncio.gather(batch, other, single, return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results), results
+    assert cache.stats().factory_calls == 1
+    assert cache.stats().factory_errors == 1
+    assert await cache.get_many(["a", "b"]) == {}  # nothing was cached
+
+
+async def test_a_key_a_batch_did_not_find_is_computed_by_its_joiner() -> None:
+    cache = df.AsyncDataFerry()
+    joined = count_events(cache, "stampede_joins")
+    release = asyncio.Event()
+
+    async def partial(keys: list[str]) -> dict[str, str]:
+        await release.wait()
+        return {"a": "A"}  # "b" is not in the source
+
+    batch = asyncio.ensure_future(cache.get_or_set_many(["a", "b"], partial))
+    single = asyncio.ensure_future(cache.get_or_set("b", lambda: "own b"))
+    await wait_event(joined(1))
+    release.set()
+    assert await batch == {"a": "A"}
+    assert await single == "own b"
+
+
+async def test_cancelling_a_batch_during_its_l2_read_hands_it_over(tmp_path: Path) -> None:
+    gate = Gate("get_many")
+    cache = df.AsyncDataFerry(
+        distributed=df.SQLiteCache(str(tmp_path / "l2.sqlite")), distributed_layers=[gate]
+    )
+    joined = count_events(cache, "stampede_joins")
+    loads: list[list[str]] = []
+
+    async def load_many(keys: list[str]) -> dict[str, str]:
+        loads.append(keys)
+        return {k: k.upper() for k in keys}
+
+    first = asyncio.ensure_future(cache.get_or_set_many(["a", "b"], load_many))
+    await gate.reached.wait()
+    second = asyncio.ensure_future(cache.get_or_set_many(["a", "b"], load_many))
+    await wait_event(joined(2))
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    gate.open()
+    assert await second == {"a": "A", "b": "B"}
+    assert loads == [["a", "b"]]
+
+
+async def test_closing_the_cache_during_a_batch_raises_cache_closed() -> None:
+    cache = df.AsyncDataFerry(close_timeout=0)
+    joined = count_events(cache, "stampede_joins")
+
+    async def forever(keys: list[str]) -> dict[str, str]:
+        await asyncio.Event().wait()
+        return {}
+
+    batch = asyncio.ensure_future(cache.get_or_set_many(["a", "b"], forever))
+    joiner = asyncio.ensure_future(cache.get_or_set_many(["b"], forever))
+    await wait_event(joined(1))
+    await cache.aclose()
+    results = await asyncio.gather(batch, joiner, return_exceptions=True)
+    assert all(isinstance(r, df.CacheClosedError) for r in results), results
+
+
 # == threads ==================================================================================
 
 
