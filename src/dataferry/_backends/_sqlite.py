@@ -251,7 +251,7 @@ class SQLiteCache:
                 # commit that FULL does, and WAL keeps readers and the writer out of each
                 # other's way. The mode is stored in the file: the first connection switches it
                 # (waiting up to busy_timeout for a racing process), later ones find it set.
-                conn.execute("PRAGMA journal_mode = WAL")
+                self._switch_to_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -259,6 +259,20 @@ class SQLiteCache:
             conn.close()
             raise
         return conn
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
+        # locked" at once (no busy handler) when connections opening the same new file race
+        # for it: retry until busy_timeout, as the busy handler would have waited.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.002)
 
     @contextlib.contextmanager
     def _file_lock(self, *, exclusive: bool) -> Iterator[None]:
