@@ -206,6 +206,15 @@ class AsyncRuntime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def begin(self, fn: Callable[[], Any]) -> Any:
+        """Start a factory: its result, or an awaitable of it for the caller to drive.
+
+        The awaitable is the factory's coroutine, or a worker thread's future (``offload``).
+        """
+        if self.offload and not _is_async_callable(fn):
+            return asyncio.get_running_loop().run_in_executor(self._pool(), fn)
+        return fn()
+
     async def call(self, fn: Callable[[], Any]) -> Any:
         """Call a factory: ``fn()``, awaited if it returns an awaitable.
 
@@ -275,6 +284,10 @@ class Runtime:
     def spawn(self, fn: Callable[..., Any], /, *args: Any) -> None:
         """Call ``fn(*args)`` in this thread: sync work has no background to go to."""
         fn(*args)
+
+    def begin(self, fn: Callable[[], Any]) -> Any:
+        """Call a factory (sync code has nothing to hand over): its result."""
+        return self.call(fn)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Call a factory; an awaitable result is a mistake in sync code and is refused."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -341,13 +342,7 @@ class AsyncDataFerry:
             if value is not MISS:
                 return value
 
-        async def read() -> Any:
-            return await self._read_l2(skey, opts, type)
-
-        async def produce() -> Any:
-            return await self._produce(skey, factory, opts, tag_tuple)
-
-        value = await self._flights.run(skey, read, produce)
+        value = await self._flights.run(skey, _Compute(self, skey, factory, opts, tag_tuple, type))
         return value if type is None else self._typed(value, type)
 
     def _l1_get(self, skey: str, type: Any) -> Any:
@@ -386,28 +381,11 @@ class AsyncDataFerry:
     ) -> None:
         memory = self._core.memory
         if memory is not None and not opts.skip_memory:
-            meta = L1Meta(dec.created_at, dec.logical_expiry, dec.tags, type)
+            meta = None  # plain entries carry none: L1 stays lean (see L1Meta)
+            if dec.tags or type is not None:
+                meta = L1Meta(dec.created_at, dec.logical_expiry, dec.tags, type)
             ttl = opts.l1_seconds(dec.logical_expiry, now)
             memory.set(skey, dec.value, ttl, meta=meta, size_hint=size)
-
-    async def _produce(
-        self,
-        skey: str,
-        factory: AsyncFactory[Any],
-        opts: Resolved,
-        tags: tuple[str, ...],
-    ) -> Any:
-        """The flight's second phase, on a miss: run the factory and store its value."""
-        core = self._core
-        core.events.factory_calls += 1
-        try:
-            result = await self._runtime.call(factory)
-        except Exception:
-            core.events.factory_errors += 1
-            raise
-        value, opts, tags = core.adapt(result, opts, tags)
-        await self._store(skey, value, opts, tags, strict=False)
-        return value
 
     @overload
     async def get(
@@ -659,17 +637,34 @@ class AsyncDataFerry:
         *,
         strict: bool,
     ) -> None:
+        await self._commit(self._stage(skey, value, opts, tags, strict=strict))
+
+    def _stage(
+        self,
+        skey: str,
+        value: Any,
+        opts: Resolved,
+        tags: tuple[str, ...],
+        *,
+        strict: bool,
+    ) -> _Staged | None:
+        """Encode ``value`` and put it in L1; return the L2 write still to do (or None).
+
+        Encoding comes first: a value L2 can't hold raises before anything is stored.
+        """
         if self._runtime.closed:
-            return  # a factory finishing while the cache closes: answer, but write nothing
-        if opts.ttl <= 0:  # "do not cache": drop any old value so it isn't served
-            await self._delete([skey], opts)
-            return
+            return None  # a factory finishing while the cache closes: answer, write nothing
         core = self._core
+        memory = None if opts.skip_memory else core.memory
+        use_l2 = self._l2 is not None and not opts.skip_distributed
+        if opts.ttl <= 0:  # "do not cache": drop any old value so it isn't served
+            if memory is not None:
+                memory.remove(skey)
+            return _Staged(skey, None, 0.0) if use_l2 else None
         now = time.time()
         expiry = now + opts.ttl
         data = None
-        if self._l2 is not None and not opts.skip_distributed:
-            # Encode before writing anything: a value L2 can't hold raises with nothing stored.
+        if use_l2:
             data = core.encode(
                 skey,
                 value,
@@ -682,18 +677,25 @@ class AsyncDataFerry:
                 strict=strict,
             )
             if data is None:  # too large for L2: not stored at any level (see README)
-                return
-        memory = core.memory
-        if memory is not None and not opts.skip_memory:
+                return None
+        if memory is not None:
             memory.set(
                 skey,
                 value,
                 opts.l1_seconds(expiry, now),
-                meta=L1Meta(now, expiry, tags, None),
+                meta=L1Meta(now, expiry, tags, None) if tags else None,
                 size_hint=None if data is None else len(data),
             )
-        if data is not None and self._l2 is not None:
-            await self._l2.set(skey, data, opts.physical_ttl())
+        return None if data is None else _Staged(skey, data, opts.physical_ttl())
+
+    async def _commit(self, staged: _Staged | None) -> None:
+        """Do the L2 write that :meth:`_stage` left (a set, or a delete for ``ttl=0``)."""
+        if staged is None or self._l2 is None:
+            return
+        if staged.data is None:
+            await self._l2.delete(staged.skey)
+        else:
+            await self._l2.set(staged.skey, staged.data, staged.ttl)
 
     async def set_many(
         self,
@@ -757,7 +759,7 @@ class AsyncDataFerry:
                     skey,
                     value,
                     l1_ttl,
-                    meta=L1Meta(now, expiry, tags, None),
+                    meta=L1Meta(now, expiry, tags, None) if tags else None,
                     size_hint=len(data) if data else None,
                 )
         batch = [(s, d, opts.physical_ttl()) for s, d in encoded.items() if d is not None]
@@ -844,3 +846,69 @@ class AsyncDataFerry:
             f"{type(self).__name__}(namespace={self._core.namespace!r}{tenant}, "
             f"memory={self._core.memory!r}, distributed={l2!r}{closed})"
         )
+
+
+class _Staged:
+    """An L2 write left to do: ``data`` under ``skey`` for ``ttl`` s (``data`` None: delete)."""
+
+    __slots__ = ("data", "skey", "ttl")
+
+    def __init__(self, skey: str, data: bytes | None, ttl: float) -> None:
+        self.skey = skey
+        self.data = data
+        self.ttl = ttl
+
+
+class _Compute:
+    """The miss work of one ``get_or_set`` call, run by its flight (see AsyncMissWork)."""
+
+    __slots__ = ("_cache", "_factory", "_opts", "_skey", "_tags", "_type")
+
+    def __init__(
+        self,
+        cache: AsyncDataFerry,
+        skey: str,
+        factory: AsyncFactory[Any],
+        opts: Resolved,
+        tags: tuple[str, ...],
+        type: Any,
+    ) -> None:
+        self._cache = cache
+        self._skey = skey
+        self._factory = factory
+        self._opts = opts
+        self._tags = tags
+        self._type = type
+
+    async def read(self) -> Any:
+        return await self._cache._read_l2(self._skey, self._opts, self._type)
+
+    def start(self) -> Any:
+        events = self._cache._core.events
+        events.factory_calls += 1
+        try:
+            result = self._cache._runtime.begin(self._factory)
+        except Exception:
+            events.factory_errors += 1
+            raise
+        if inspect.isawaitable(result):
+            return result
+        return self._stage(result)
+
+    async def finish(self, staged: _Staged | None) -> None:
+        await self._cache._commit(staged)
+
+    async def complete(self, pending: Awaitable[Any]) -> Any:
+        try:
+            result = await pending
+        except Exception:
+            self._cache._core.events.factory_errors += 1
+            raise
+        value, staged = self._stage(result)
+        await self._cache._commit(staged)
+        return value
+
+    def _stage(self, result: Any) -> tuple[Any, _Staged | None]:
+        cache = self._cache
+        value, opts, tags = cache._core.adapt(result, self._opts, self._tags)
+        return value, cache._stage(self._skey, value, opts, tags, strict=False)

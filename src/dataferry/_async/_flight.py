@@ -19,15 +19,16 @@ in two threads) never makes one loop wait for another's future.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from dataferry._core import MISS
 from dataferry._events import CacheEvents
 from dataferry._synchronization import TIMED_OUT, AsyncCancelled, AsyncOutcome, AsyncRuntime
 
-__all__ = ["ABSENT", "AsyncSingleFlight"]
+__all__ = ["ABSENT", "AsyncMissWork", "AsyncSingleFlight"]
 
 #: A batch producer left this key out (not found): its joiners compute it themselves.
 ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -35,6 +36,32 @@ ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
 _RETRY: Any = type("_Retry", (), {"__repr__": lambda self: "RETRY"})()
 
 Work = Callable[[], Awaitable[Any]]
+
+
+class AsyncMissWork(Protocol):
+    """What a flight does for one key: read it, else compute it (the facade implements it)."""
+
+    async def read(self) -> Any:
+        """The value from L2 (also put in L1), or ``MISS``."""
+        ...
+
+    def start(self) -> Any:
+        """Call the factory.
+
+        Returns ``(value, staged)`` when it returned a value (already in L1; ``staged`` goes
+        to :meth:`finish`), or an awaitable for :meth:`complete`.
+        """
+        ...
+
+    async def finish(self, staged: Any) -> None:
+        """Write what :meth:`start` staged to L2."""
+        ...
+
+    async def complete(self, pending: Any) -> Any:
+        """Await the factory's awaitable, store its value (L1 and L2) and return it."""
+        ...
+
+
 ManyWork = Callable[[list[str]], Awaitable[Mapping[str, Any]]]
 
 
@@ -72,29 +99,27 @@ class AsyncSingleFlight:
                 del self._flights[key]
         outcome.settle(value, error)
 
-    async def run(self, key: str, inline: Work, background: Work) -> Any:
-        """Return ``inline()``'s value, or ``background()``'s when it returns ``MISS``."""
+    async def run(self, key: str, work: AsyncMissWork) -> Any:
+        """Return ``work``'s value for ``key``: read, or computed once for every caller."""
         while True:
             outcome, leader = self._enter(key)
             if leader:
-                result = await self._lead(key, outcome, inline, background)
+                result = await self._lead(key, outcome, work)
             else:
                 result = await outcome.wait(self.join_timeout)
                 if result is TIMED_OUT:
-                    return await self._alone(inline, background)
+                    return await self._alone(work)
             if result is not _RETRY and result is not ABSENT:
                 return result
             self._runtime.check_open()
 
-    async def _lead(self, key: str, outcome: AsyncOutcome, inline: Work, background: Work) -> Any:
+    async def _lead(self, key: str, outcome: AsyncOutcome, work: AsyncMissWork) -> Any:
         try:
-            result = await inline()
+            result = await work.read()
         except AsyncCancelled:
             # Cancelled during the cheap phase: a task takes the whole flight over, so the
             # callers who joined still get a value.
-            self._runtime.spawn(
-                self._produce, key, outcome, lambda: self._alone(inline, background)
-            )
+            self._runtime.spawn(self._produce, key, outcome, lambda: self._alone(work))
             raise
         except BaseException as exc:
             self._settle(key, outcome, None, exc)
@@ -102,8 +127,23 @@ class AsyncSingleFlight:
         if result is not MISS:
             self._settle(key, outcome, result, None)
             return result
-        self._runtime.spawn(self._produce, key, outcome, background)
-        return await outcome.wait(None)
+        try:
+            begun = work.start()
+        except BaseException as exc:
+            self._settle(key, outcome, None, exc)
+            raise
+        if inspect.isawaitable(begun):
+            # The factory is a coroutine (or runs in a thread): a task the cache owns drives
+            # it, so a cancelled caller never cancels it for the others.
+            self._runtime.spawn(self._produce, key, outcome, lambda: work.complete(begun))
+            return await outcome.wait(None)
+        # A sync factory has already run, here, with no event-loop round trip: joiners get
+        # the value at once; the L2 write follows (if this caller is cancelled during it, the
+        # value is still in L1 and with every joiner; only other nodes may miss it).
+        value, staged = begun
+        self._settle(key, outcome, value, None)
+        await work.finish(staged)
+        return value
 
     async def _produce(self, key: str, outcome: AsyncOutcome, work: Work) -> None:
         try:
@@ -120,9 +160,16 @@ class AsyncSingleFlight:
             self._settle(key, outcome, result, None)
 
     @staticmethod
-    async def _alone(inline: Work, background: Work) -> Any:
-        result = await inline()
-        return await background() if result is MISS else result
+    async def _alone(work: AsyncMissWork) -> Any:
+        result = await work.read()
+        if result is not MISS:
+            return result
+        begun = work.start()
+        if inspect.isawaitable(begun):
+            return await work.complete(begun)
+        value, staged = begun
+        await work.finish(staged)
+        return value
 
     # -- batches --------------------------------------------------------------------------------
 

@@ -20,15 +20,16 @@ in two threads) never makes one loop wait for another's future.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from dataferry._core import MISS
 from dataferry._events import CacheEvents
 from dataferry._synchronization import TIMED_OUT, Cancelled, Outcome, Runtime
 
-__all__ = ["ABSENT", "SingleFlight"]
+__all__ = ["ABSENT", "MissWork", "SingleFlight"]
 
 #: A batch producer left this key out (not found): its joiners compute it themselves.
 ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -36,6 +37,32 @@ ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
 _RETRY: Any = type("_Retry", (), {"__repr__": lambda self: "RETRY"})()
 
 Work = Callable[[], Any]
+
+
+class MissWork(Protocol):
+    """What a flight does for one key: read it, else compute it (the facade implements it)."""
+
+    def read(self) -> Any:
+        """The value from L2 (also put in L1), or ``MISS``."""
+        ...
+
+    def start(self) -> Any:
+        """Call the factory.
+
+        Returns ``(value, staged)`` when it returned a value (already in L1; ``staged`` goes
+        to :meth:`finish`), or an awaitable for :meth:`complete`.
+        """
+        ...
+
+    def finish(self, staged: Any) -> None:
+        """Write what :meth:`start` staged to L2."""
+        ...
+
+    def complete(self, pending: Any) -> Any:
+        """Await the factory's awaitable, store its value (L1 and L2) and return it."""
+        ...
+
+
 ManyWork = Callable[[list[str]], Mapping[str, Any]]
 
 
@@ -73,29 +100,27 @@ class SingleFlight:
                 del self._flights[key]
         outcome.settle(value, error)
 
-    def run(self, key: str, inline: Work, background: Work) -> Any:
-        """Return ``inline()``'s value, or ``background()``'s when it returns ``MISS``."""
+    def run(self, key: str, work: MissWork) -> Any:
+        """Return ``work``'s value for ``key``: read, or computed once for every caller."""
         while True:
             outcome, leader = self._enter(key)
             if leader:
-                result = self._lead(key, outcome, inline, background)
+                result = self._lead(key, outcome, work)
             else:
                 result = outcome.wait(self.join_timeout)
                 if result is TIMED_OUT:
-                    return self._alone(inline, background)
+                    return self._alone(work)
             if result is not _RETRY and result is not ABSENT:
                 return result
             self._runtime.check_open()
 
-    def _lead(self, key: str, outcome: Outcome, inline: Work, background: Work) -> Any:
+    def _lead(self, key: str, outcome: Outcome, work: MissWork) -> Any:
         try:
-            result = inline()
+            result = work.read()
         except Cancelled:
             # Cancelled during the cheap phase: a task takes the whole flight over, so the
             # callers who joined still get a value.
-            self._runtime.spawn(
-                self._produce, key, outcome, lambda: self._alone(inline, background)
-            )
+            self._runtime.spawn(self._produce, key, outcome, lambda: self._alone(work))
             raise
         except BaseException as exc:
             self._settle(key, outcome, None, exc)
@@ -103,8 +128,23 @@ class SingleFlight:
         if result is not MISS:
             self._settle(key, outcome, result, None)
             return result
-        self._runtime.spawn(self._produce, key, outcome, background)
-        return outcome.wait(None)
+        try:
+            begun = work.start()
+        except BaseException as exc:
+            self._settle(key, outcome, None, exc)
+            raise
+        if inspect.isawaitable(begun):
+            # The factory is a coroutine (or runs in a thread): a task the cache owns drives
+            # it, so a cancelled caller never cancels it for the others.
+            self._runtime.spawn(self._produce, key, outcome, lambda: work.complete(begun))
+            return outcome.wait(None)
+        # A sync factory has already run, here, with no event-loop round trip: joiners get
+        # the value at once; the L2 write follows (if this caller is cancelled during it, the
+        # value is still in L1 and with every joiner; only other nodes may miss it).
+        value, staged = begun
+        self._settle(key, outcome, value, None)
+        work.finish(staged)
+        return value
 
     def _produce(self, key: str, outcome: Outcome, work: Work) -> None:
         try:
@@ -121,9 +161,16 @@ class SingleFlight:
             self._settle(key, outcome, result, None)
 
     @staticmethod
-    def _alone(inline: Work, background: Work) -> Any:
-        result = inline()
-        return background() if result is MISS else result
+    def _alone(work: MissWork) -> Any:
+        result = work.read()
+        if result is not MISS:
+            return result
+        begun = work.start()
+        if inspect.isawaitable(begun):
+            return work.complete(begun)
+        value, staged = begun
+        work.finish(staged)
+        return value
 
     # -- batches --------------------------------------------------------------------------------
 

@@ -1,0 +1,289 @@
+"""Miss and batch paths: cold get_or_set and get_many against the least the same work can cost.
+
+    .venv/bin/python benchmarks/bench_paths.py [--rounds 15] [--strict]
+
+Every contender runs in the same process, interleaved round by round; each row is the median
+of the per-round ratios (with its range), so the figures compare on a noisy machine:
+
+- async cold ``get_or_set``, L1 only, sync factory: a new key per call, against the bare probe
+  of a task-based single-flight (create a future, a task, await it through ``shield``);
+  target <= 2x.
+- cold ``get_or_set`` on Redis (L1 miss, L2 miss, factory, L2 set), async and sync, against
+  the raw sequence (``GET`` miss, ``orjson.dumps``, ``SET ... PX``); target <= 1.1x.
+- ``get_many`` of 100 and 1000 warm 1 KB keys, no L1, async and sync, against raw ``MGET`` and
+  ``orjson.loads`` of each value; target <= 1.3x.
+
+The script starts its own ``redis-server`` on a free port (see ``_redis.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import itertools
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+import redis.asyncio as aredis
+from _redis import redis_server
+
+import dataferry as df
+
+VALUE_1KB: dict[str, Any] = {"id": 1, "text": "x" * 1000}
+assert 1000 < len(orjson.dumps(VALUE_1KB)) < 1100
+
+
+@dataclass
+class Side:
+    name: str
+    run: Callable[[int], Awaitable[float]]  # ops -> ns/op
+    samples: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Row:
+    what: str
+    ours: Side
+    base: Side
+    target: float
+
+    def ratios(self) -> list[float]:
+        return [o / b for o, b in zip(self.ours.samples, self.base.samples, strict=True)]
+
+    def line(self) -> str:
+        r = self.ratios()
+        med = statistics.median(r)
+        met = "yes" if med <= self.target else "**NO**"
+        return (
+            f"| {self.what} | `{self.ours.name}` {statistics.median(self.ours.samples) / 1e3:,.1f} "
+            f"| `{self.base.name}` {statistics.median(self.base.samples) / 1e3:,.1f} "
+            f"| {med:.2f}x ({min(r):.2f}-{max(r):.2f}) | <= {self.target:g}x | {met} |"
+        )
+
+
+async def interleave(rows: list[Row], rounds: int, ops: int) -> None:
+    sides: list[Side] = []
+    for row in rows:
+        for side in (row.ours, row.base):
+            if side not in sides:
+                sides.append(side)
+    for side in sides:  # warm-up
+        await side.run(max(1, ops // 10))
+    for r in range(rounds):
+        k = r % len(sides)
+        for side in sides[k:] + sides[:k]:
+            gc.collect()
+            side.samples.append(await side.run(ops))
+
+
+def timed_sync(fn: Callable[[int], None]) -> Callable[[int], Awaitable[float]]:
+    async def run(ops: int) -> float:
+        gc.disable()
+        try:
+            t0 = time.perf_counter_ns()
+            fn(ops)
+            return (time.perf_counter_ns() - t0) / ops
+        finally:
+            gc.enable()
+
+    return run
+
+
+def timed_async(fn: Callable[[int], Awaitable[None]]) -> Callable[[int], Awaitable[float]]:
+    async def run(ops: int) -> float:
+        gc.disable()
+        try:
+            t0 = time.perf_counter_ns()
+            await fn(ops)
+            return (time.perf_counter_ns() - t0) / ops
+        finally:
+            gc.enable()
+
+    return run
+
+
+_counter = itertools.count()
+
+
+def fresh_keys(ops: int) -> list[str]:
+    base = next(_counter)
+    return [f"cold:{base}:{i}" for i in range(ops)]
+
+
+async def bench_miss_l1(rounds: int) -> list[Row]:
+    cache = df.AsyncDataFerry(memory=df.MemoryCache(max_entries=None))
+    factory = lambda: 1  # noqa: E731
+
+    async def ours(ops: int) -> None:
+        get_or_set = cache.get_or_set
+        for key in fresh_keys(ops):
+            await get_or_set(key, factory)
+
+    async def probe(ops: int) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def work() -> int:
+            return factory()
+
+        for _ in range(ops):
+            fut = loop.create_future()
+            task = loop.create_task(work())
+            task.add_done_callback(lambda t, fut=fut: fut.set_result(t.result()))
+            await asyncio.shield(fut)
+
+    rows = [
+        Row(
+            "async cold get_or_set, L1 only, sync factory (µs)",
+            Side("AsyncDataFerry.get_or_set", timed_async(ours)),
+            Side("future + task + shield", timed_async(probe)),
+            2.0,
+        )
+    ]
+    await interleave(rows, rounds, 5000)
+    await cache.aclose()
+    return rows
+
+
+async def bench_miss_redis(url: str, rounds: int) -> list[Row]:
+    acache = df.AsyncDataFerry(
+        memory=df.MemoryCache(max_entries=None), distributed=df.RedisCache.from_url(url)
+    )
+    scache = df.DataFerry(
+        memory=df.MemoryCache(max_entries=None), distributed=df.RedisCache.from_url(url)
+    )
+    araw = aredis.Redis.from_url(url, socket_timeout=0.5)
+    sraw = redis.Redis.from_url(url, socket_timeout=0.5)
+    factory = lambda: VALUE_1KB  # noqa: E731
+    dumps = orjson.dumps
+
+    async def a_ours(ops: int) -> None:
+        for key in fresh_keys(ops):
+            await acache.get_or_set(key, factory, ttl=60)
+
+    async def a_raw(ops: int) -> None:
+        for key in fresh_keys(ops):
+            if await araw.get(key) is None:
+                await araw.set(key, dumps(factory()), px=60_000)
+
+    def s_ours(ops: int) -> None:
+        for key in fresh_keys(ops):
+            scache.get_or_set(key, factory, ttl=60)
+
+    def s_raw(ops: int) -> None:
+        for key in fresh_keys(ops):
+            if sraw.get(key) is None:
+                sraw.set(key, dumps(factory()), px=60_000)
+
+    rows = [
+        Row(
+            "async cold get_or_set on Redis, 1 KB (µs)",
+            Side("AsyncDataFerry.get_or_set", timed_async(a_ours)),
+            Side("GET miss + orjson.dumps + SET", timed_async(a_raw)),
+            1.1,
+        ),
+        Row(
+            "sync cold get_or_set on Redis, 1 KB (µs)",
+            Side("DataFerry.get_or_set", timed_sync(s_ours)),
+            Side("GET miss + orjson.dumps + SET", timed_sync(s_raw)),
+            1.1,
+        ),
+    ]
+    await interleave(rows, rounds, 300)
+    await acache.aclose()
+    scache.close()
+    await araw.aclose()
+    sraw.close()
+    return rows
+
+
+async def bench_get_many(url: str, rounds: int) -> list[Row]:
+    l2 = df.RedisCache.from_url(url)
+    acache = df.AsyncDataFerry(memory=None, distributed=l2, namespace="many")
+    scache = df.DataFerry(memory=None, distributed=l2, namespace="many")
+    araw = aredis.Redis.from_url(url, socket_timeout=0.5)
+    sraw = redis.Redis.from_url(url, socket_timeout=0.5)
+    loads = orjson.loads
+    rows: list[Row] = []
+    for n in (100, 1000):
+        keys = [f"k{i}" for i in range(n)]
+        raw_keys = [f"raw:{n}:{i}" for i in range(n)]
+        await acache.set_many({k: VALUE_1KB for k in keys}, ttl=3600)
+        await araw.mset({k: orjson.dumps(VALUE_1KB) for k in raw_keys})
+        assert len(await acache.get_many(keys)) == n
+
+        async def a_ours(ops: int, keys: list[str] = keys) -> None:
+            for _ in range(ops):
+                await acache.get_many(keys)
+
+        async def a_raw(ops: int, raw_keys: list[str] = raw_keys) -> None:
+            for _ in range(ops):
+                [loads(v) for v in await araw.mget(raw_keys)]
+
+        def s_ours(ops: int, keys: list[str] = keys) -> None:
+            for _ in range(ops):
+                scache.get_many(keys)
+
+        def s_raw(ops: int, raw_keys: list[str] = raw_keys) -> None:
+            for _ in range(ops):
+                [loads(v) for v in sraw.mget(raw_keys)]
+
+        rows += [
+            Row(
+                f"async get_many, {n} warm 1 KB keys, no L1 (µs)",
+                Side("AsyncDataFerry.get_many", timed_async(a_ours)),
+                Side("MGET + orjson.loads", timed_async(a_raw)),
+                1.3,
+            ),
+            Row(
+                f"sync get_many, {n} warm 1 KB keys, no L1 (µs)",
+                Side("DataFerry.get_many", timed_sync(s_ours)),
+                Side("MGET + orjson.loads", timed_sync(s_raw)),
+                1.3,
+            ),
+        ]
+        await interleave(rows[-2:], rounds, 100 if n == 100 else 20)
+    await acache.aclose()
+    scache.close()
+    await araw.aclose()
+    sraw.close()
+    return rows
+
+
+async def main_async(rounds: int, only: str | None) -> list[Row]:
+    rows: list[Row] = []
+    if only in (None, "miss"):
+        rows += await bench_miss_l1(rounds)
+    if only != "miss-l1":
+        with redis_server() as url:
+            if only in (None, "miss"):
+                rows += await bench_miss_redis(url, rounds)
+            if only in (None, "many"):
+                rows += await bench_get_many(url, rounds)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--only", choices=["miss", "miss-l1", "many"])
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    rows = asyncio.run(main_async(args.rounds, args.only))
+    print(f"bench_paths: Python {sys.version.split()[0]}, median of {args.rounds} rounds\n")
+    print("| path | DataFerry | baseline | ratio (range) | target | met |")
+    print("|---|---|---|--:|--:|:-:|")
+    for row in rows:
+        print(row.line())
+    missed = [r for r in rows if statistics.median(r.ratios()) > r.target]
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
