@@ -530,16 +530,12 @@ class AsyncDataFerry:
         if l2 is None or opts.skip_distributed or not skeys:
             return {}
         blobs = await l2.get_many(skeys)
-        now = time.time()
-        core = self._core
-        hits: dict[str, Any] = {}
-        for skey, data in zip(skeys, blobs, strict=True):
-            dec = core.fresh(skey, data, self._tenant, type)
-            if dec is not MISS:
-                assert data is not None
-                hits[skey] = dec.value
-                self._fill_l1(skey, dec, opts, type, len(data), now)
-        return hits
+        found = self._core.fresh_many(skeys, blobs, self._tenant, type)
+        if self._core.memory is not None and not opts.skip_memory:
+            now = time.time()
+            for skey, dec, size in found:
+                self._fill_l1(skey, dec, opts, type, size, now)
+        return {skey: dec.value for skey, dec, _ in found}
 
     async def get_or_set_many(
         self,
