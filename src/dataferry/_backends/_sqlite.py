@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -12,7 +13,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dataferry._errors import ConfigurationError, DistributedCacheError
 
@@ -50,6 +51,9 @@ _IDENTITY_CHECK_INTERVAL = 1.0
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 _LOCK_SUFFIX = ".dataferry-lock"
 _aside_counter = itertools.count(1)
+# At most this many async writes go in one transaction (the rest in the next one): a batch holds
+# the file's write lock, which other processes may be waiting for.
+_MAX_BATCH = 1024
 _Identity = tuple[int, int]
 
 
@@ -106,6 +110,102 @@ def _transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[
     conn.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    # One write of a batch that takes several statements: all of them or none, while the
+    # batch's transaction goes on.
+    conn.execute("SAVEPOINT dataferry_write")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled the whole transaction back already
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK TO dataferry_write")
+                conn.execute("RELEASE dataferry_write")
+        raise
+    conn.execute("RELEASE dataferry_write")
+
+
+def _set_rows(
+    conn: sqlite3.Connection, items: Sequence[tuple[str, bytes, float]], now: float
+) -> None:
+    conn.executemany(_SET, [(k, v, now + ttl) for k, v, ttl in items])
+
+
+def _delete_keys(conn: sqlite3.Connection, keys: Sequence[str], now: float) -> int:
+    deleted = 0
+    # Duplicates would not change the count, but dedupe to keep chunks small.
+    unique = list(dict.fromkeys(keys))
+    for chunk in _chunks(unique):
+        deleted += conn.execute(
+            f"DELETE FROM {_TABLE} WHERE key IN ({_marks(len(chunk))}) AND expires_at > ?",
+            (*chunk, now),
+        ).rowcount
+    return deleted
+
+
+# -- the async writes of a batch: each applies one caller's write, at the batch's time ----------
+
+
+def _apply_set(conn: sqlite3.Connection, now: float, args: Any) -> None:
+    key, value, ttl = args
+    conn.execute(_SET, (key, value, now + ttl))
+
+
+def _apply_set_many(conn: sqlite3.Connection, now: float, items: Any) -> None:
+    with _savepoint(conn):
+        _set_rows(conn, items, now)
+
+
+def _apply_compare_and_set(conn: sqlite3.Connection, now: float, args: Any) -> bool:
+    key, expected, value = args
+    return conn.execute(_CAS, (value, key, expected, now)).rowcount > 0
+
+
+def _apply_delete(conn: sqlite3.Connection, now: float, key: Any) -> bool:
+    return conn.execute(_DELETE, (key, now)).rowcount > 0
+
+
+def _apply_delete_many(conn: sqlite3.Connection, now: float, keys: Any) -> int:
+    with _savepoint(conn):
+        return _delete_keys(conn, keys, now)
+
+
+_Apply = Callable[[sqlite3.Connection, float, Any], Any]
+
+
+class _Write:
+    """One caller's async write, waiting in its loop's batch; its outcome, once applied."""
+
+    __slots__ = ("apply", "args", "dropped", "error", "future", "result", "rows")
+
+    def __init__(self, apply: _Apply, args: Any, rows: int, future: asyncio.Future[Any]) -> None:
+        self.apply = apply
+        self.args = args
+        self.rows = rows  # rows it writes, for the purge counter
+        self.future = future
+        # Set by its caller, cancelled while waiting: a batch that has not taken it skips it.
+        self.dropped = False
+        self.result: Any = None
+        self.error: Exception | None = None
+
+
+class _LoopWrites:
+    """One event loop's async writes: those waiting, and whether a worker is committing them."""
+
+    __slots__ = ("draining", "lock", "loop", "pending", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # Guards pending and draining, shared by the loop's thread and the worker thread.
+        self.lock = threading.Lock()
+        self.pending: list[_Write] = []
+        # A worker thread is committing this loop's writes (at most one at a time).
+        self.draining = False
+        # aclose() calls waiting for the worker to be done.
+        self.waiters: list[asyncio.Future[None]] = []
+
+
 class _Handle:
     """One thread's connection, with the file it opened and the cache generation it belongs to."""
 
@@ -147,15 +247,21 @@ class SQLiteCache:
 
     Each thread gets its own connection (those of finished threads, such as the worker threads
     of an event loop that ended, are closed when the next connection opens). SQLite has no
-    async I/O: the async writes run the sync code in a worker thread (``asyncio.to_thread``,
-    so any event loop can use the cache), since a write may wait up to ``busy_timeout`` for
-    another process's lock. Reads run inline on the event loop by default: in WAL mode a
-    reader never waits for a writer, and an indexed lookup of a local file costs a few
-    microseconds, far less than the hop to a worker thread (``inline_reads=False`` sends reads
-    to a thread too, for a database on slow storage). ``SQLiteCache(":memory:")`` keeps the
-    data in this process only, on a single connection behind a lock (an in-memory database
-    cannot be shared between connections without SQLite's shared-cache mode, whose table locks
-    fail instead of waiting); :meth:`close` discards it.
+    async I/O: the async writes run in a worker thread (the loop's default executor, so any
+    event loop can use the cache), since a write may wait up to ``busy_timeout`` for another
+    process's lock. They are committed in groups: the writes (``aset``, ``aset_many``,
+    ``acompare_and_set``, ``adelete``, ``adelete_many``) that the tasks of one event loop make
+    in one turn of the loop, or while that loop's previous group is being committed, go
+    together, in their order, in one transaction and one hop to a worker thread. Each caller
+    gets its own result or error: a write that fails is undone alone and the others are
+    committed. Each loop has its own groups; a caller cancelled before its write was taken
+    drops it, and a write already taken completes. Reads run inline on the event loop by
+    default: in WAL mode a reader never waits for a writer, and an indexed lookup of a local
+    file costs a few microseconds, far less than the hop to a worker thread
+    (``inline_reads=False`` sends reads to a thread too, for a database on slow storage).
+    ``SQLiteCache(":memory:")`` keeps the data in this process only, on a single connection
+    behind a lock (an in-memory database cannot be shared between connections without SQLite's
+    shared-cache mode, whose table locks fail instead of waiting); :meth:`close` discards it.
 
     **Self-repair.** A file that SQLite reports as corrupt or as not a database (garbage
     written over it, truncated, another kind of file) is a cache that lost its contents: the
@@ -232,6 +338,10 @@ class SQLiteCache:
         self._shared: sqlite3.Connection | None = None
         self._writes = 0
         self._next_purge = time.monotonic() + purge_interval
+        # The async writes of each event loop that wrote (a closed loop's are forgotten when
+        # another loop first writes).
+        self._loop_writes: dict[asyncio.AbstractEventLoop, _LoopWrites] = {}
+        self._loop_writes_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SQLiteCache({self._path!r})"
@@ -572,9 +682,8 @@ class SQLiteCache:
             return
 
         def op(conn: sqlite3.Connection) -> None:
-            now = time.time()
             with _transaction(conn):
-                conn.executemany(_SET, [(k, v, now + ttl) for k, v, ttl in items])
+                _set_rows(conn, items, time.time())
             self._wrote(conn, len(items))
 
         self._run(op)
@@ -617,18 +726,8 @@ class SQLiteCache:
             return 0
 
         def op(conn: sqlite3.Connection) -> int:
-            deleted = 0
-            now = time.time()
             with _transaction(conn):
-                # Duplicates would not change the count, but dedupe to keep chunks small.
-                unique = list(dict.fromkeys(keys))
-                for chunk in _chunks(unique):
-                    deleted += conn.execute(
-                        f"DELETE FROM {_TABLE} "
-                        f"WHERE key IN ({_marks(len(chunk))}) AND expires_at > ?",
-                        (*chunk, now),
-                    ).rowcount
-            return deleted
+                return _delete_keys(conn, keys, time.time())
 
         return self._run(op)
 
@@ -649,6 +748,168 @@ class SQLiteCache:
         if shared is not None:
             shared.close()
 
+    # -- async writes: group commit ---------------------------------------------------------
+
+    async def _write(self, apply: _Apply, args: Any, rows: int) -> Any:
+        """Queue a write in the running loop's batch and wait for its own outcome."""
+        loop = asyncio.get_running_loop()
+        batch = self._loop_writes.get(loop)
+        if batch is None:
+            batch = self._loop_batch(loop)
+        future: asyncio.Future[Any] = loop.create_future()
+        write = _Write(apply, args, rows, future)
+        with batch.lock:
+            batch.pending.append(write)
+            start, batch.draining = not batch.draining, True
+        if start:
+            # On the next turn of the loop: the writes of every task that runs in this turn
+            # join the first batch (one turn costs microseconds; the hop to a thread, far more).
+            loop.call_soon(self._start_drain, batch)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            write.dropped = True  # skipped if not taken yet; a write in flight completes
+            raise
+
+    def _loop_batch(self, loop: asyncio.AbstractEventLoop) -> _LoopWrites:
+        with self._loop_writes_lock:
+            batch = self._loop_writes.get(loop)
+            if batch is None:
+                # Forget the loops that were closed (asyncio.run() ended, a thread's loop).
+                for closed in [other for other in self._loop_writes if other.is_closed()]:
+                    del self._loop_writes[closed]
+                batch = self._loop_writes[loop] = _LoopWrites(loop)
+        return batch
+
+    def _start_drain(self, batch: _LoopWrites) -> None:
+        try:
+            job = batch.loop.run_in_executor(None, self._drain, batch)
+        except RuntimeError:  # the loop's executor was shut down (the loop is ending)
+            self._drain(batch)  # commit here rather than lose the writes
+            batch.loop.call_soon(self._drain_ended, batch)
+            return
+        job.add_done_callback(functools.partial(self._drained, batch))
+
+    def _drain(self, batch: _LoopWrites) -> None:
+        """In a worker thread: commit the loop's writes, batch after batch, until none wait.
+
+        The writes that arrive while a batch is being committed make the next batch. Each batch
+        is handed back to the loop as soon as it is committed (the callers wake up one turn of
+        the loop later, as with to_thread).
+        """
+        while True:
+            with batch.lock:
+                taken = batch.pending[:_MAX_BATCH]
+                del batch.pending[:_MAX_BATCH]
+            writes = [w for w in taken if not w.dropped]
+            error: BaseException | None = None
+            if writes:
+                try:
+                    self._commit(writes)
+                except BaseException as exc:  # delivered to every caller of the batch
+                    error = exc
+                # RuntimeError: the loop is closed, and nobody waits for these results.
+                with contextlib.suppress(RuntimeError):
+                    batch.loop.call_soon_threadsafe(self._deliver, writes, error)
+            with batch.lock:
+                if not batch.pending:
+                    batch.draining = False
+                    return
+
+    def _drained(self, batch: _LoopWrites, job: asyncio.Future[None]) -> None:
+        """In the loop, when the worker's job ended (after its last delivery)."""
+        if job.cancelled() or job.exception() is not None:  # pragma: no cover - defensive
+            # The job never ran or broke: fail what waits rather than leave it hanging.
+            with batch.lock:
+                writes, batch.pending = batch.pending, []
+                batch.draining = False
+            reason = "cancelled" if job.cancelled() else repr(job.exception())
+            error = DistributedCacheError(f"SQLite {self._path!r}: a write batch was {reason}")
+            self._deliver(writes, error)
+        self._drain_ended(batch)
+
+    def _drain_ended(self, batch: _LoopWrites) -> None:
+        if batch.draining:  # another job started since: it will wake the waiters
+            return
+        waiters, batch.waiters = batch.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _deliver(self, writes: list[_Write], error: BaseException | None) -> None:
+        """In the loop: give each caller of a batch its result or its error."""
+        for write in writes:
+            future = write.future
+            if future.done():  # its caller was cancelled meanwhile
+                continue
+            if error is not None:  # the whole batch failed: the same error for everyone
+                future.set_exception(self._copy_error(error))
+            elif write.error is not None:
+                failure = self._failed(write.error)
+                failure.__cause__ = write.error
+                future.set_exception(failure)
+            else:
+                future.set_result(write.result)
+
+    def _copy_error(self, error: BaseException) -> DistributedCacheError:
+        # One exception object per caller: each raise adds to its traceback.
+        cause = error.__cause__ if isinstance(error, DistributedCacheError) else error
+        copy = (
+            DistributedCacheError(str(error))
+            if isinstance(error, DistributedCacheError)
+            else self._failed(error)
+        )
+        copy.__cause__ = cause
+        return copy
+
+    def _commit(self, writes: list[_Write]) -> None:
+        """In a worker thread: apply the writes in one transaction (repairing a corrupt file)."""
+        self._run(functools.partial(self._apply_batch, writes))
+
+    def _apply_batch(self, writes: list[_Write], conn: sqlite3.Connection) -> None:
+        # From scratch on every call: after a repair, _run calls again on the fresh file.
+        for write in writes:
+            write.result = write.error = None
+        todo = writes
+        while todo and self._transact(conn, todo):
+            # A write's error made SQLite roll the whole transaction back: it fails alone, and
+            # the others (whose effects were undone) go again, without it and without any other
+            # write that failed.
+            todo = [w for w in todo if w.error is None]
+            for write in todo:
+                write.result = None
+        rows = sum(w.rows for w in writes if w.error is None)
+        if rows:
+            try:
+                self._wrote(conn, rows)
+            except Exception as exc:  # the writes are committed: the purge waits for later
+                if _is_corruption(exc):
+                    raise
+                logger.debug("SQLiteCache %r: purging expired rows failed: %s", self._path, exc)
+
+    def _transact(self, conn: sqlite3.Connection, writes: list[_Write]) -> bool:
+        """Apply the writes in one transaction and commit; True if one's error lost it."""
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                try:
+                    write.result = write.apply(conn, now, write.args)
+                except Exception as exc:
+                    if _is_corruption(exc):
+                        raise  # the file, not this write: repair, and the batch goes again
+                    write.error = exc
+                    if not conn.in_transaction:
+                        return True
+                    # SQLite undid the failing statement (or its savepoint) alone.
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return False
+
     # -- async half ----------------------------------------------------------------------------
 
     async def aget(self, key: str, /) -> bytes | None:
@@ -664,29 +925,37 @@ class SQLiteCache:
         return await asyncio.to_thread(self.get_many, keys)
 
     async def aset(self, key: str, value: bytes, ttl: float, /) -> None:
-        """Async :meth:`set` (in a worker thread)."""
-        await asyncio.to_thread(self.set, key, value, ttl)
+        """Async :meth:`set`, committed with the loop's other writes (see :class:`SQLiteCache`)."""
+        await self._write(_apply_set, (key, value, ttl), 1)
 
     async def aset_many(self, items: Sequence[tuple[str, bytes, float]], /) -> None:
-        """Async :meth:`set_many` (in a worker thread)."""
-        await asyncio.to_thread(self.set_many, items)
+        """Async :meth:`set_many`, committed with the loop's other writes (all or none)."""
+        if items:
+            await self._write(_apply_set_many, items, len(items))
 
     async def acompare_and_set(self, key: str, expected: bytes, value: bytes, /) -> bool:
-        """Async :meth:`compare_and_set` (in a worker thread)."""
-        return await asyncio.to_thread(self.compare_and_set, key, expected, value)
+        """Async :meth:`compare_and_set`, committed with the loop's other writes."""
+        return bool(await self._write(_apply_compare_and_set, (key, expected, value), 0))
 
     async def attl(self, key: str, /) -> float | None:
         """Async :meth:`ttl` (in a worker thread)."""
         return await asyncio.to_thread(self.ttl, key)
 
     async def adelete(self, key: str, /) -> bool:
-        """Async :meth:`delete` (in a worker thread)."""
-        return await asyncio.to_thread(self.delete, key)
+        """Async :meth:`delete`, committed with the loop's other writes."""
+        return bool(await self._write(_apply_delete, key, 0))
 
     async def adelete_many(self, keys: Sequence[str], /) -> int:
-        """Async :meth:`delete_many` (in a worker thread)."""
-        return await asyncio.to_thread(self.delete_many, keys)
+        """Async :meth:`delete_many`, committed with the loop's other writes (all or none)."""
+        if not keys:
+            return 0
+        return int(await self._write(_apply_delete_many, keys, 0))
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Wait for this loop's async writes in flight, then :meth:`close`."""
+        batch = self._loop_writes.get(asyncio.get_running_loop())
+        if batch is not None and batch.draining:
+            waiter: asyncio.Future[None] = batch.loop.create_future()
+            batch.waiters.append(waiter)
+            await waiter
         self.close()
