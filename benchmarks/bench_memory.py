@@ -1,9 +1,10 @@
 """L1 speed and memory: MemoryCache per policy against cachetools and cachebox, in one run.
 
     .venv/bin/python benchmarks/bench_memory.py [--rounds 9] [--entries 1000000] [--strict]
-    .venv/bin/python benchmarks/bench_memory.py --only rss   # just table 4
+    .venv/bin/python benchmarks/bench_memory.py --only rss       # just table 4
+    .venv/bin/python benchmarks/bench_memory.py --only entries   # just table 5
 
-Four tables; the speed ones measure every contender in the same run, rounds interleaved
+Five tables; the speed ones measure every contender in the same run, rounds interleaved
 (rotating who goes first), and keep the median:
 
 1. ``get`` hit, ns/op: 10,000 entries (all with a ttl), a loop of ``get`` over their keys.
@@ -24,9 +25,19 @@ Four tables; the speed ones measure every contender in the same run, rounds inte
    during the fill (sampled every few sets) against the budget. Target: at most 2x
    ``max_bytes`` for every kind. A last row weighs entries with the old shallow estimate
    (``sys.getsizeof``), for comparison. Linux only (``/proc/self/statm``).
+5. RSS per entry with a ttl (issue 8, target 1): ``--entries`` (1M) small entries
+   ``set(f"k{i}", i, ttl=300)``, each fill in a fresh interpreter, keys and values made as
+   they are set, so every row holds the same keys and values: a plain dict (no expiry, for
+   scale), ``cachetools.TTLCache``, ``MemoryCache`` per policy called directly, and
+   ``DataFerry(memory=MemoryCache(policy=...))`` (the sync facade, L1 only, which stores each
+   key under its storage key, ``dataferry:k:`` + key) per policy. The figure is the growth of
+   the process's resident memory over the fill, divided by the entries. Target: the facade
+   with the default policy at most 1.2x ``TTLCache`` (goal: below it). Linux only.
 
-A MemoryCache hit records itself in a lossy buffer that writes hand to the policy later: the
-``get`` rows measure the read path alone, the ``set`` rows include draining those reads.
+A MemoryCache hit with ``tinylfu`` or ``lfu`` records itself in a lossy buffer that writes
+hand to the policy later: their ``get`` rows measure the read path alone, their ``set`` rows
+include draining those reads. With ``lru`` (exact) a hit moves its key in the policy at once,
+in the ``get`` row; with ``ttl`` reads don't matter to the policy, and a hit records nothing.
 Exit status is 0 unless ``--strict`` is given and a target is missed.
 """
 
@@ -345,6 +356,86 @@ def rss_table(budget: int, values: int) -> tuple[str, list[str]]:
     return "\n".join(lines), missed
 
 
+# -- 5. RSS per entry with a ttl ------------------------------------------------------------
+
+ENTRY_TTL = 300.0
+ENTRY_TARGETS = ("dict", "cachetools.TTLCache", "MemoryCache", "DataFerry")
+
+
+def entries_fill(target: str, policy: str, entries: int) -> dict[str, float]:
+    """Fill one structure with ``entries`` small entries with a ttl; return RSS bytes/entry."""
+    cache: Any
+    if target == "dict":
+        cache = {}
+
+        def put(key: str, value: int) -> None:
+            cache[key] = value
+
+    elif target == "cachetools.TTLCache":
+        cache = cachetools.TTLCache(entries, ENTRY_TTL)
+
+        def put(key: str, value: int) -> None:
+            cache[key] = value
+
+    else:
+        memory = MemoryCache(max_entries=entries, policy=policy)
+        cache = memory
+        if target == "DataFerry":
+            from dataferry import DataFerry
+
+            facade = DataFerry(memory=memory, distributed=None)
+
+            def put(key: str, value: int) -> None:
+                facade.set(key, value, ttl=ENTRY_TTL)
+
+        else:
+
+            def put(key: str, value: int) -> None:
+                memory.set(key, value, ENTRY_TTL)
+
+    gc.collect()
+    base = _rss()
+    for i in range(entries):
+        put(f"k{i}", i)
+    gc.collect()
+    grown = _rss() - base
+    assert len(cache) == entries, (target, len(cache))
+    return {"bytes_per_entry": grown / entries}
+
+
+def entries_table(entries: int) -> tuple[str, list[str]]:
+    """Run every (target, policy) fill in its own interpreter; return the table and misses."""
+    runs = [("dict", "-"), ("cachetools.TTLCache", "-")]
+    runs += [(target, policy) for target in ENTRY_TARGETS[2:] for policy in POLICIES]
+    got: dict[tuple[str, str], float] = {}
+    for target, policy in runs:
+        out = subprocess.run(
+            [sys.executable, __file__, "--entries-one", target, policy, str(entries)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        got[target, policy] = json.loads(out.strip().splitlines()[-1])["bytes_per_entry"]
+    reference = got["cachetools.TTLCache", "-"]
+    lines = [
+        f"\n### RSS per entry, {entries:,} entries set with ttl={ENTRY_TTL:g} "
+        "(keys and values included)\n",
+        "| structure | policy | bytes/entry | x TTLCache |",
+        "|---|---|---:|---:|",
+    ]
+    for (target, policy), size in got.items():
+        lines.append(f"| `{target}` | {policy} | {size:,.0f} | {size / reference:.2f} |")
+    missed = []
+    default = got["DataFerry", "tinylfu"] / reference
+    lines.append(
+        f"\nDataFerry (default policy) holds {default:.2f}x TTLCache's bytes per entry "
+        "(target <= 1.2x, goal < 1x)"
+    )
+    if default > 1.2:
+        missed.append("RSS per entry through the facade")
+    return "\n".join(lines), missed
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -365,13 +456,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=1_000_000, help="for bytes per entry")
     parser.add_argument("--rss-budget", type=int, default=32 * MiB, help="max_bytes, table 4")
     parser.add_argument("--rss-values", type=int, default=200, help="values per fill, table 4")
-    parser.add_argument("--only", choices=["speed", "bytes", "rss"], help="one part only")
+    parser.add_argument(
+        "--only", choices=["speed", "bytes", "rss", "entries"], help="one part only"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--rss-one", nargs=4, help=argparse.SUPPRESS)  # a child of table 4
+    parser.add_argument("--entries-one", nargs=3, help=argparse.SUPPRESS)  # one of table 5
     args = parser.parse_args(argv)
     if args.rss_one:
         kind, target, budget, values = args.rss_one
         print(json.dumps(rss_fill(kind, target, int(budget), int(values))))
+        return 0
+    if args.entries_one:
+        target, policy, entries = args.entries_one
+        print(json.dumps(entries_fill(target, policy, int(entries))))
         return 0
 
     print(
@@ -411,6 +509,11 @@ def main(argv: list[str] | None = None) -> int:
         print(table)
         print("\ntarget: peak RSS growth <= 2x max_bytes for every kind (the shallow row excepted)")
         missed.extend(rss_missed)
+
+    if args.only in (None, "entries"):
+        table, entries_missed = entries_table(args.entries)
+        print(table)
+        missed.extend(entries_missed)
 
     if missed:
         print(f"\nmissed: {', '.join(missed)}")

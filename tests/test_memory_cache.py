@@ -222,8 +222,14 @@ def test_rewriting_keys_with_ttls_does_not_grow_memory_without_bound(clock: Fake
     cache = MemoryCache(max_entries=10, clock=clock)
     for i in range(20_000):
         cache.set(f"k{i % 10}", i, ttl=3600)
-    # Each write leaves a stale expiry item behind; they are compacted away.
-    assert len(cache._expiry) <= 2 * len(cache) + 256
+        clock.advance(0.5)  # across many wheel buckets, none of them due yet
+    # Each write leaves a stale wheel item behind; they are compacted away.
+    items = sum(len(bucket) - 1 for bucket in cache._wheel.values())  # [width, key, ...]
+    assert items == cache._wheel_items
+    assert items <= 2 * len(cache) + 256
+    # One bucket per slice of time: a ttl spans a bounded number of them (2 ** 9 or 2 ** 10).
+    assert len(cache._wheel) == len(cache._dues) <= 2**10
+    assert all(cache.get(f"k{i}") == 19_990 + i for i in range(10))
 
 
 # -- size limits ----------------------------------------------------------------------------

@@ -13,17 +13,27 @@ class EvictionPolicy(Protocol):
 
     The cache owns the entries; a policy only tracks keys (and their weights) to rank them.
     The cache calls every method with its write lock held, so a policy needs no locking of its
-    own, and only ever about keys it holds: a policy sees every key from its
-    :meth:`record_insert` until its :meth:`record_remove` or until :meth:`select_victim`
-    returns it. Reads reach :meth:`record_access` in batches, a little after the fact, and
-    under heavy read load some are dropped (the cache's read buffer is lossy by design, so
-    that a hit costs about a dict lookup).
+    own (``record_hit`` excepted, see below), and only ever about keys it holds: a policy sees
+    every key from its :meth:`record_insert` until its :meth:`record_remove` or until
+    :meth:`select_victim` returns it. Reads reach :meth:`record_access` in batches, a little
+    after the fact, and under heavy read load some are dropped (the cache's read buffer is
+    lossy by design, so that a hit costs about a dict lookup).
 
     Every method should be O(1) or amortised O(1): they run on the cache's write path. Give
     each cache its own policy instance; ``MemoryCache(policy=MyPolicy())`` plugs one in.
 
-    A policy may also define ``clear()`` (forget every key at once); without it,
-    :meth:`~dataferry.MemoryCache.clear` calls :meth:`record_remove` for each key.
+    A policy may also define:
+
+    - ``clear()``: forget every key at once; without it, :meth:`~dataferry.MemoryCache.clear`
+      calls :meth:`record_remove` for each key.
+    - ``record_hit``: a callable ``record_hit(key)`` that the cache calls on every hit, at
+      once and *without its lock*, instead of buffering hits for :meth:`record_access`. So
+      the policy hears of every hit, in order: that is how ``"lru"`` is exact. It must be
+      safe to run concurrently with the other methods (in practice: one C-level operation
+      that doesn't release the GIL, such as ``OrderedDict.move_to_end``), must not add
+      keys, and raises ``KeyError`` for a key it doesn't track (a hit that raced the key's
+      removal: the cache then answers a miss). ``record_hit = None`` says that reads don't
+      matter to the policy (``"ttl"``): hits are then neither recorded nor buffered.
     """
 
     def record_insert(self, key: str, weight: int, expires_at: float) -> None:

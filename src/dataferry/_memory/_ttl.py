@@ -27,6 +27,9 @@ class TtlPolicy:
 
     __slots__ = ("_heap", "_live", "_seq")
 
+    #: Reads don't change the order: the cache neither records nor buffers hits for it.
+    record_hit = None
+
     def __init__(self) -> None:
         # (expires_at, insert sequence, key): the sequence breaks ties oldest first.
         self._heap: list[tuple[float, int, str]] = []

@@ -40,9 +40,10 @@ from typing import Any
 
 __all__ = ["ENTRY_OVERHEAD", "WALK_BUDGET", "entry_weight", "estimate_size"]
 
-#: Bytes an entry costs in the cache beyond its key, value and metadata (dict slot, entry
-#: tuple, expiry heap item, policy bookkeeping): 253 to 322 with tracemalloc on CPython 3.11
-#: depending on the policy (``benchmarks/bench_memory.py``), rounded.
+#: Bytes an entry costs in a cache with ``max_bytes`` beyond its key, value and metadata
+#: (dict slot, entry tuple, weight, expiry wheel slot, policy bookkeeping): 250 to 337 with
+#: tracemalloc on CPython 3.11 depending on the policy and whether it has a ttl (LFU without
+#: one the least, W-TinyLFU with one the most), rounded.
 ENTRY_OVERHEAD = 300
 #: Most objects one estimate visits. Measured on a loaded 2-core VM: 0.1 ms for a list of
 #: dict rows, 0.25 ms for a list of dataclass instances (the worst: a call per object), 2 us
