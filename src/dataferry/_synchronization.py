@@ -262,9 +262,6 @@ class AsyncRuntime:
             # Worker threads may be inside a user's factory: don't wait for them here.
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
 
 class Runtime:
     """Thread twin of :class:`AsyncRuntime`: sync work runs in the calling thread."""
@@ -303,6 +300,3 @@ class Runtime:
     def close(self) -> None:
         """Mark the cache closed."""
         self.closed = True
-
-    def __len__(self) -> int:
-        return 0

@@ -263,6 +263,3 @@ class AsyncSingleFlight:
         if rest:
             hits.update(await background(rest))
         return hits
-
-    def __len__(self) -> int:
-        return len(self._flights)

@@ -264,6 +264,3 @@ class SingleFlight:
         if rest:
             hits.update(background(rest))
         return hits
-
-    def __len__(self) -> int:
-        return len(self._flights)
