@@ -120,4 +120,68 @@ async def wait_event(event: threading.Event, timeout: float = 10.0) -> None:
     assert ok, "timed out waiting for the event"
 
 
-__all__ = ["Faults", "Gate", "count_events", "df", "wait_event"]
+class AsyncLatch:
+    """A factory's brake for async tests: :meth:`wait` blocks until the test calls :meth:`open`."""
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+        self.entered = 0
+
+    def _ev(self) -> asyncio.Event:
+        if self._event is None:
+            self._event = asyncio.Event()
+        return self._event
+
+    async def wait(self) -> None:
+        self.entered += 1
+        await asyncio.wait_for(self._ev().wait(), 10)
+
+    def open(self) -> None:
+        self._ev().set()
+
+
+class Latch:
+    """Thread twin of :class:`AsyncLatch` (sync factories run in worker threads)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.entered = 0
+
+    def wait(self) -> None:
+        self.entered += 1
+        assert self._event.wait(10), "the test never opened the latch"
+
+    def open(self) -> None:
+        self._event.set()
+
+
+async def async_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Await ``predicate()`` until it is true (background work the test can't await directly)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        assert loop.time() < deadline, "condition never became true"
+        await asyncio.sleep(0.005)
+
+
+def sync_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Thread twin of :func:`async_until`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.005)
+
+
+__all__ = [
+    "AsyncLatch",
+    "Faults",
+    "Gate",
+    "Latch",
+    "async_until",
+    "count_events",
+    "df",
+    "sync_until",
+    "wait_event",
+]

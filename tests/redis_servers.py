@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +35,7 @@ from redis.retry import Retry
 
 __all__ = [
     "HOST",
+    "BlackholeServer",
     "RedisBinaryNotFoundError",
     "RedisCluster",
     "RedisSentinel",
@@ -401,6 +403,106 @@ class RedisServer:
     def flushall(self) -> None:
         """Delete every key of every database."""
         self.execute("FLUSHALL")
+
+
+# -- a server that never answers --------------------------------------------------------------
+
+
+class BlackholeServer:
+    """A TCP listener on a free port of 127.0.0.1 that accepts connections and never answers.
+
+    It stands for a Redis whose host is up but whose process hangs (or a proxy in front of a
+    dead one): connecting succeeds at once, every command then waits forever. A thread accepts
+    and holds each connection without reading it, so the listen backlog never fills and no
+    connection is refused. A context manager: leaving it closes every connection (clients then
+    see a reset) and the listener.
+    """
+
+    def __init__(self) -> None:
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._accepted = 0
+        self.port = 0
+
+    @property
+    def host(self) -> str:
+        """The host it listens on (always 127.0.0.1)."""
+        return HOST
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)``."""
+        return (HOST, self.port)
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:{port}``: what a client would connect to."""
+        return f"redis://{HOST}:{self.port}"
+
+    @property
+    def accepted(self) -> int:
+        """How many connections it accepted so far."""
+        with self._lock:
+            return self._accepted
+
+    def start(self) -> BlackholeServer:
+        """Bind a free port, listen, and start accepting (idempotent)."""
+        if self._listener is not None:
+            return self
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Port 0: the kernel picks a free port, with no window for another process to take it.
+        listener.bind((HOST, 0))
+        listener.listen(128)
+        # A short accept timeout lets the thread notice close() without a wake-up socket.
+        listener.settimeout(0.05)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._accept_loop, name=f"blackhole-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # pragma: no cover - the listener was closed under us
+                return
+            with self._lock:
+                self._conns.append(conn)
+                self._accepted += 1
+
+    def close(self) -> None:
+        """Stop accepting, close every held connection and the listener (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def __enter__(self) -> BlackholeServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<BlackholeServer {HOST}:{self.port} accepted={self.accepted}>"
 
 
 # -- cluster -----------------------------------------------------------------------------------

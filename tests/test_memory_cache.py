@@ -457,9 +457,9 @@ def test_reads_return_the_latest_unexpired_value_or_nothing(
 def test_a_long_run_of_hits_does_not_grow_the_read_buffer() -> None:
     cache = MemoryCache(max_entries=10)
     cache.set("k", 1)
-    for _ in range(10_000):
+    for _ in range(20_000):
         cache.get("k")
-    assert len(cache._reads) <= 1024  # lossy and bounded: memory stays flat under reads
+    assert len(cache._reads) <= 4096  # lossy and bounded: memory stays flat under reads
     cache.cleanup()
     assert len(cache._reads) == 0
 

@@ -38,6 +38,7 @@ from dataferry._events import Stats
 from dataferry._layers import DistributedLayer
 from dataferry._memory import EvictionPolicy, MemoryCache, MemoryStats, estimate_size
 from dataferry._options import NOT_GIVEN, Entry, EntryOptions, NotGiven
+from dataferry._resilience import Resilience
 from dataferry._sync._facade import DataFerry
 
 __version__ = "0.1.0"
@@ -76,6 +77,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PickleSerializer",
     "RedisCache",
+    "Resilience",
     "SQLiteCache",
     "SerializationError",
     "Serializer",

@@ -20,6 +20,8 @@ from dataferry._errors import ConfigurationError
 from dataferry._layers import DistributedLayer
 from dataferry._memory import MemoryCache
 from dataferry._options import EntryOptions
+from dataferry._resilience import Resilience
+from dataferry._resolve import DEFAULT_FAIL_SAFE_MAX
 
 __all__ = ["Builder"]
 
@@ -74,6 +76,24 @@ class Builder(Generic[C]):
     def with_distributed_layers(self, *layers: DistributedLayer) -> Builder[C]:
         """Pass every L2 call through ``layers`` (outermost first)."""
         self._kwargs["distributed_layers"] = layers
+        return self
+
+    def with_resilience(self, resilience: Resilience | None) -> Builder[C]:
+        """Use these L2 timeouts, retries, breaker and recovery (``None``: none of them)."""
+        self._kwargs["resilience"] = resilience
+        return self
+
+    def with_fail_safe(
+        self, max_seconds: float = DEFAULT_FAIL_SAFE_MAX, *, throttle: float = 30.0
+    ) -> Builder[C]:
+        """Turn fail-safe on for every call by default (see EntryOptions.fail_safe)."""
+        return self._default(
+            EntryOptions(fail_safe=True, fail_safe_max=max_seconds, fail_safe_throttle=throttle)
+        )
+
+    def _default(self, options: EntryOptions) -> Builder[C]:
+        current = self._kwargs.get("default_options")
+        self._kwargs["default_options"] = options if current is None else current.merged(options)
         return self
 
     def with_codec(self, codec: Codec) -> Builder[C]:

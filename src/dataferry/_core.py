@@ -22,6 +22,7 @@ from dataferry._errors import (
     PayloadTooLargeError,
 )
 from dataferry._events import CacheEvents, Stats
+from dataferry._freshness import L1Meta
 from dataferry._keys import check_key, check_namespace, check_tenant, key_prefix
 from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions, seconds
@@ -56,42 +57,19 @@ class _ClosedMemory:
 CLOSED_MEMORY: Any = _ClosedMemory()
 
 
-class L1Meta:
-    """What an L1 entry carries besides its value (L1 stores it opaquely).
-
-    ``created_at`` and ``logical_expiry`` are wall-clock seconds (as in the L2 envelope);
-    ``type`` is the ``type=`` the value was decoded into from L2, or None for a live value
-    that a ``set`` or a factory produced.
-    """
-
-    __slots__ = ("created_at", "logical_expiry", "tags", "type")
-
-    def __init__(
-        self, created_at: float, logical_expiry: float, tags: tuple[str, ...], type: Any
-    ) -> None:
-        self.created_at = created_at
-        self.logical_expiry = logical_expiry
-        self.tags = tags
-        self.type = type
-
-    def __repr__(self) -> str:
-        return (
-            f"L1Meta(created_at={self.created_at!r}, logical_expiry={self.logical_expiry!r}, "
-            f"tags={self.tags!r}, type={self.type!r})"
-        )
-
-
 class Core:
     """Components and defaults shared by one cache and all of its tenant views."""
 
     __slots__ = (
         "codec",
+        "cost",
         "events",
         "join_timeout",
         "l2",
         "max_payload_bytes",
         "memory",
         "namespace",
+        "refreshing",
         "resolver",
         "views",
     )
@@ -137,6 +115,15 @@ class Core:
         self.events = CacheEvents()
         # The root cache and its tenant views, so closing the cache closes every view.
         self.views: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Storage keys with a background refresh running (eager refresh, XFetch): one each.
+        self.refreshing: set[str] = set()
+        # A moving average of factory durations (seconds): XFetch's cost for entries that
+        # this process read from L2 rather than computed.
+        self.cost = 0.0
+
+    def record_cost(self, seconds: float) -> None:
+        """Fold one factory duration into the moving average of :attr:`cost`."""
+        self.cost = seconds if not self.cost else 0.9 * self.cost + 0.1 * seconds
 
     # -- keys and options -------------------------------------------------------------------
 
@@ -291,26 +278,42 @@ class Core:
     ) -> list[tuple[str, Decoded, int]]:
         """``(skey, entry, stored size)`` of the fresh entries of a batch read, in order.
 
-        :meth:`fresh` for many keys at once: one clock read, no per-key function layers.
+        :meth:`fresh` for many keys at once: one clock read, one codec call for the batch
+        (:meth:`Codec.decode_many`); undecodable entries are misses, counted and logged.
         """
-        decode = self.codec.decode
-        now = time.time()
-        found: list[tuple[str, Decoded, int]] = []
-        for skey, data in zip(skeys, blobs, strict=True):
-            if data is None:
-                continue
-            try:
-                dec = decode(data, key=skey, tenant=tenant, type=type)
-            except DecodeError as exc:
-                self.events.emit("decode_errors", key=skey, error=str(exc))
-                logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, exc)
-                continue
-            if dec.logical_expiry > now:
-                found.append((skey, dec, len(data)))
+        found, failed = self.codec.decode_many(
+            skeys, blobs, tenant=tenant, type=type, fresh_after=time.time()
+        )
+        for skey, error in failed:
+            self.events.emit("decode_errors", key=skey, error=error)
+            logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, error)
         hits = len(found)
         self.events.distributed_hits += hits
         self.events.distributed_misses += len(skeys) - hits
         return found
+
+    def fresh_values(
+        self,
+        skeys: list[str],
+        blobs: list[bytes | None],
+        keys: list[str],
+        tenant: str | None,
+        type: Any,
+    ) -> dict[str, Any]:
+        """``{keys[i]: value}`` of the fresh entries of a batch read (``skeys[i]``'s bytes).
+
+        :meth:`fresh_many` for a read that fills no L1: values only, keyed by the caller's
+        keys (:meth:`Codec.decode_values`), so nothing is built per entry but the value.
+        """
+        values, hits, failed = self.codec.decode_values(
+            skeys, blobs, keys, tenant=tenant, type=type, fresh_after=time.time()
+        )
+        for skey, error in failed:
+            self.events.emit("decode_errors", key=skey, error=error)
+            logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, error)
+        self.events.distributed_hits += hits
+        self.events.distributed_misses += len(skeys) - hits
+        return values
 
     # -- stats --------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from dataferry._errors import ConfigurationError
 
-__all__ = ["COUNTERS", "CacheEvents", "Stats"]
+__all__ = ["COUNTERS", "GAUGES", "CacheEvents", "Stats"]
 
 #: Counter attribute names, in the order ``Stats`` lists them.
 COUNTERS = (
@@ -30,11 +30,19 @@ COUNTERS = (
     "factory_errors",
     "stampede_joins",
     "failsafe_activations",
+    "factory_timeouts",
+    "refreshes",
     "distributed_errors",
     "decode_errors",
     "backplane_messages",
     "payload_too_large",
+    "circuit_breaks",
+    "recovery_replays",
+    "recovery_drops",
 )
+
+#: Attributes that hold a current level, not a running count (set, never incremented).
+GAUGES = ("recovery_pending",)
 
 Listener = Callable[[str, dict[str, Any]], None]
 
@@ -51,7 +59,7 @@ class CacheEvents:
     level) and never breaks the cache call that emitted the event.
     """
 
-    __slots__ = (*COUNTERS, "_failed", "_listeners", "_lock")
+    __slots__ = (*COUNTERS, *GAUGES, "_failed", "_listeners", "_lock")
 
     distributed_hits: int
     distributed_misses: int
@@ -59,13 +67,19 @@ class CacheEvents:
     factory_errors: int
     stampede_joins: int
     failsafe_activations: int
+    factory_timeouts: int
+    refreshes: int
     distributed_errors: int
     decode_errors: int
     backplane_messages: int
     payload_too_large: int
+    circuit_breaks: int
+    recovery_replays: int
+    recovery_drops: int
+    recovery_pending: int
 
     def __init__(self) -> None:
-        for name in COUNTERS:
+        for name in (*COUNTERS, *GAUGES):
             setattr(self, name, 0)
         self._listeners: tuple[Listener, ...] = ()
         self._failed: set[int] = set()
@@ -116,8 +130,8 @@ class CacheEvents:
         )
 
     def counts(self) -> dict[str, int]:
-        """Return a snapshot of every counter."""
-        return {name: getattr(self, name) for name in COUNTERS}
+        """Return a snapshot of every counter and gauge."""
+        return {name: getattr(self, name) for name in (*COUNTERS, *GAUGES)}
 
 
 class _Subscription:
@@ -140,7 +154,11 @@ class Stats:
     """A snapshot of a cache's counters, returned by ``stats()``.
 
     ``memory_*`` fields come from the L1 :class:`~dataferry.MemoryCache` (zero without L1);
-    the others count what the facade did.
+    the others count what the facade did. ``circuit_breaks`` counts the openings of the L2
+    circuit breaker; ``recovery_pending`` is the number of L2 writes waiting to be replayed
+    (or written in the background) now; ``recovery_replays`` counts queued writes the L2 took
+    later; ``recovery_drops`` counts queued writes given up (turned into deletes by the
+    queue's bound, or still queued when ``close_timeout`` ran out).
     """
 
     memory_hits: int = 0
@@ -155,10 +173,16 @@ class Stats:
     factory_errors: int = 0
     stampede_joins: int = 0
     failsafe_activations: int = 0
+    factory_timeouts: int = 0
+    refreshes: int = 0
     distributed_errors: int = 0
     decode_errors: int = 0
     backplane_messages: int = 0
     payload_too_large: int = 0
+    circuit_breaks: int = 0
+    recovery_pending: int = 0
+    recovery_replays: int = 0
+    recovery_drops: int = 0
 
     @property
     def hits(self) -> int:

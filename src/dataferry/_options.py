@@ -95,6 +95,34 @@ class EntryOptions:
             the codec decides (compress when it makes the payload smaller).
         encrypt: Force encryption on (``True``) or off (``False``) for this entry; ``None``:
             the codec decides (encrypt when it has an encryptor).
+        fail_safe: Keep the entry for ``fail_safe_max`` seconds past its expiry (in L1 and
+            L2), and serve that stale value when the factory raises or times out, or when L2
+            is down and only L1 still has it. Each use is a ``failsafe_activations`` event.
+        fail_safe_max: Seconds a stale value is kept for fail-safe past its expiry (default
+            one day).
+        fail_safe_throttle: Seconds a stale value served by fail-safe is treated as fresh in
+            this process, so a failing factory is called at most once per throttle (default
+            30).
+        factory_soft_timeout: Seconds to wait for the factory when a stale value exists: past
+            it, the stale value is returned and the factory finishes in the background (its
+            value then goes to L1 and L2). ``None``: no soft timeout.
+        factory_hard_timeout: Seconds to wait for the factory at most: past it, the stale
+            value is returned if there is one, else :class:`~dataferry.FactoryTimeoutError`
+            is raised; the factory still finishes in the background. ``None``: no limit.
+        eager_refresh: A fraction of the ttl in ``(0, 1)``: a hit after that much of the
+            entry's life returns at once and starts one background refresh (shared by every
+            caller). ``None``: off.
+        early_expiration: Probabilistic early expiration (XFetch, Vattani et al., VLDB 2015)
+            with this ``beta`` (``1.0`` is the paper's default; larger refreshes earlier): an
+            entry is refreshed in the background before it expires, earlier the longer its
+            factory takes (measured). ``None``: off.
+        jitter: Up to this many seconds, drawn at random per write, are added to the ttl, so
+            entries written together don't all expire together. ``0``: none.
+        raise_distributed_errors: Raise :class:`~dataferry.DistributedCacheError` (or
+            :class:`~dataferry.CircuitOpenError`) when L2 fails, instead of answering from L1
+            and the factory.
+        background_distributed_writes: Return once L1 holds the value; the L2 write (or
+            delete) follows in the background, in order per key.
 
     Raises:
         ConfigurationError: A field of the wrong type, or a duration out of range.
@@ -107,17 +135,49 @@ class EntryOptions:
     skip_distributed: bool | NotGiven = NOT_GIVEN
     compress: bool | NotGiven | None = NOT_GIVEN
     encrypt: bool | NotGiven | None = NOT_GIVEN
+    fail_safe: bool | NotGiven = NOT_GIVEN
+    fail_safe_max: float | timedelta | NotGiven = NOT_GIVEN
+    fail_safe_throttle: float | timedelta | NotGiven = NOT_GIVEN
+    factory_soft_timeout: float | timedelta | NotGiven | None = NOT_GIVEN
+    factory_hard_timeout: float | timedelta | NotGiven | None = NOT_GIVEN
+    eager_refresh: float | NotGiven | None = NOT_GIVEN
+    early_expiration: float | NotGiven | None = NOT_GIVEN
+    jitter: float | timedelta | NotGiven = NOT_GIVEN
+    raise_distributed_errors: bool | NotGiven = NOT_GIVEN
+    background_distributed_writes: bool | NotGiven = NOT_GIVEN
 
     def __post_init__(self) -> None:
         # Durations are normalized to float here, once, so resolution never converts again.
         if self.ttl is not NOT_GIVEN:
             object.__setattr__(self, "ttl", seconds("ttl", self.ttl))
-        if self.l1_ttl is not NOT_GIVEN and self.l1_ttl is not None:
-            object.__setattr__(self, "l1_ttl", seconds("l1_ttl", self.l1_ttl))
-        for name in ("skip_memory", "skip_distributed"):
+        for name in ("l1_ttl", "factory_soft_timeout", "factory_hard_timeout"):
+            v = getattr(self, name)
+            if v is not NOT_GIVEN and v is not None:
+                object.__setattr__(self, name, seconds(name, v, allow_zero=name == "l1_ttl"))
+        for name in ("fail_safe_max", "fail_safe_throttle", "jitter"):
+            v = getattr(self, name)
+            if v is not NOT_GIVEN:
+                object.__setattr__(self, name, seconds(name, v))
+        for name in (
+            "skip_memory",
+            "skip_distributed",
+            "fail_safe",
+            "raise_distributed_errors",
+            "background_distributed_writes",
+        ):
             v = getattr(self, name)
             if v is not NOT_GIVEN and not isinstance(v, bool):
                 raise ConfigurationError(f"{name} must be a bool, got {v!r}")
+        v = self.eager_refresh
+        if v is not NOT_GIVEN and v is not None and not _fraction(v):
+            raise ConfigurationError(
+                f"eager_refresh must be a fraction of the ttl in (0, 1) or None, got {v!r}"
+            )
+        v = self.early_expiration
+        if v is not NOT_GIVEN and v is not None and not _positive(v):
+            raise ConfigurationError(
+                f"early_expiration must be a number > 0 (XFetch's beta) or None, got {v!r}"
+            )
         for name in ("compress", "encrypt"):
             v = getattr(self, name)
             if v is not NOT_GIVEN and v is not None and not isinstance(v, bool):
@@ -139,6 +199,16 @@ class EntryOptions:
             raise ConfigurationError(f"options must be EntryOptions, got {other!r}")
         changes = other.given()
         return replace(self, **changes) if changes else self
+
+
+def _fraction(v: object) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v < 1
+
+
+def _positive(v: object) -> bool:
+    return (
+        not isinstance(v, bool) and isinstance(v, (int, float)) and 0 < v < math.inf  # not NaN
+    )
 
 
 def _check_tags_type(tags: object) -> None:

@@ -7,19 +7,44 @@ cache's precomputed defaults without building anything.
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from dataferry._errors import ConfigurationError
 from dataferry._options import NOT_GIVEN, Entry, EntryOptions, seconds
 
-__all__ = ["Resolved", "Resolver"]
+__all__ = ["DEFAULT_FAIL_SAFE_MAX", "DEFAULT_FAIL_SAFE_THROTTLE", "Resolved", "Resolver"]
+
+#: How long a stale value is kept for fail-safe by default: a day (as FusionCache).
+DEFAULT_FAIL_SAFE_MAX: Final = 86_400.0
+#: How long a value served by fail-safe counts as fresh by default.
+DEFAULT_FAIL_SAFE_THROTTLE: Final = 30.0
 
 
 class Resolved:
     """Options with every field decided, for one call (immutable by convention)."""
 
-    __slots__ = ("compress", "encrypt", "l1_ttl", "skip_distributed", "skip_memory", "ttl")
+    #: The option fields, in EntryOptions' order.
+    FIELDS = (
+        "ttl",
+        "l1_ttl",
+        "skip_memory",
+        "skip_distributed",
+        "compress",
+        "encrypt",
+        "fail_safe",
+        "fail_safe_max",
+        "fail_safe_throttle",
+        "factory_soft_timeout",
+        "factory_hard_timeout",
+        "eager_refresh",
+        "early_expiration",
+        "jitter",
+        "raise_distributed_errors",
+        "background_distributed_writes",
+    )
+    __slots__ = (*FIELDS, "stale_window", "refreshes", "timed")
 
     ttl: float
     l1_ttl: float | None
@@ -27,33 +52,53 @@ class Resolved:
     skip_distributed: bool
     compress: bool | None
     encrypt: bool | None
+    fail_safe: bool
+    fail_safe_max: float
+    fail_safe_throttle: float
+    factory_soft_timeout: float | None
+    factory_hard_timeout: float | None
+    eager_refresh: float | None
+    early_expiration: float | None
+    jitter: float
+    raise_distributed_errors: bool
+    background_distributed_writes: bool
+    #: Seconds an entry is kept past its expiry to be served stale (0 without fail-safe).
+    stale_window: float
+    #: Whether an entry may be refreshed before it expires (eager refresh or XFetch).
+    refreshes: bool
+    #: Whether the factory runs under a soft or hard timeout.
+    timed: bool
 
     def __init__(self, options: EntryOptions) -> None:
         # Only ever built from options merged over complete defaults: nothing is NOT_GIVEN.
-        for name in self.__slots__:
+        for name in self.FIELDS:
             value = getattr(options, name)
             assert value is not NOT_GIVEN, name
             object.__setattr__(self, name, value)
+        set_ = object.__setattr__
+        set_(self, "stale_window", self.fail_safe_max if self.fail_safe else 0.0)
+        set_(self, "refreshes", self.eager_refresh is not None or self.early_expiration is not None)
+        timed = self.factory_soft_timeout is not None or self.factory_hard_timeout is not None
+        set_(self, "timed", timed)
 
-    def physical_ttl(self) -> float:
-        """Seconds the entry stays stored in L2.
+    def logical_ttl(self) -> float:
+        """The ttl of one write: ``ttl`` plus up to ``jitter`` seconds drawn at random."""
+        jitter = self.jitter
+        return self.ttl + random.uniform(0.0, jitter) if jitter else self.ttl
 
-        Its logical ttl today; the fail-safe window (a stale value kept to be served while
-        the factory fails) is added here.
+    def physical_ttl(self, ttl: float) -> float:
+        """Seconds an entry whose logical ttl is ``ttl`` stays stored in L2.
+
+        The fail-safe window is added, so a stale value is still there to serve while the
+        factory fails; the logical expiry in the envelope decides freshness.
         """
-        return self.ttl
-
-    def l1_seconds(self, logical_expiry: float, now: float) -> float:
-        """Seconds an entry may stay in L1: what is left of its freshness, capped by l1_ttl."""
-        left = logical_expiry - now
-        l1 = self.l1_ttl
-        return l1 if l1 is not None and l1 < left else left
+        return ttl + self.stale_window
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Resolved options are immutable")
 
     def __repr__(self) -> str:
-        body = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        body = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS)
         return f"Resolved({body})"
 
 
@@ -75,6 +120,16 @@ class Resolver:
             skip_distributed=False,
             compress=None,
             encrypt=None,
+            fail_safe=False,
+            fail_safe_max=DEFAULT_FAIL_SAFE_MAX,
+            fail_safe_throttle=DEFAULT_FAIL_SAFE_THROTTLE,
+            factory_soft_timeout=None,
+            factory_hard_timeout=None,
+            eager_refresh=None,
+            early_expiration=None,
+            jitter=0.0,
+            raise_distributed_errors=False,
+            background_distributed_writes=False,
         ).merged(default_options)
         self._base = base
         #: The options of a call that gives none.
@@ -111,7 +166,7 @@ class Resolver:
         ttl = entry.ttl
         if opts is None and ttl is None:
             return resolved
-        merged = EntryOptions(**{n: getattr(resolved, n) for n in Resolved.__slots__})
+        merged = EntryOptions(**{n: getattr(resolved, n) for n in Resolved.FIELDS})
         if opts is not None:
             merged = merged.merged(opts)
         if ttl is not None:

@@ -10,6 +10,9 @@ methods and the same meaning:
 - :class:`AsyncRuntime` / :class:`Runtime`: what a cache owns: its background tasks (async:
   factories that outlive a cancelled caller), its worker threads for sync factories, and its
   open/closed state.
+- :class:`AsyncWorker` / :class:`Worker`: one long-lived background job of a cache (the L2
+  writer: background writes and auto-recovery), started on demand, woken early, stopped on
+  close. Async: a task in the event loop that started it; sync: a daemon thread.
 - :data:`AsyncCancelled` / :data:`Cancelled`: the cancellation exception (sync code is never
   cancelled, so its twin is a class nothing raises).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import copy
 import functools
 import inspect
@@ -33,9 +37,11 @@ __all__ = [
     "TIMED_OUT",
     "AsyncCancelled",
     "AsyncOutcome",
+    "AsyncRun",
     "AsyncRuntime",
     "Cancelled",
     "Outcome",
+    "Run",
     "Runtime",
 ]
 
@@ -115,10 +121,11 @@ class AsyncOutcome:
                     await asyncio.shield(fut)
                 else:
                     await asyncio.wait_for(asyncio.shield(fut), timeout)
-            except asyncio.TimeoutError:
-                return TIMED_OUT
             except Exception:  # the producer's failure: raised below, as a fresh copy
-                pass
+                # (a TimeoutError may be the bound, or the producer's own, e.g. a
+                # FactoryTimeoutError: the future tells them apart)
+                if not fut.done():
+                    return TIMED_OUT
         error = fut.exception()
         if error is not None:
             raise _rethrow(error, self._tb)
@@ -163,6 +170,56 @@ class Outcome:
         return self._value
 
 
+class AsyncRun:
+    """A factory running in a task the cache owns, which callers wait for with a bound.
+
+    Waiting past the bound leaves the factory running; :meth:`then` hands its result to more
+    work the cache owns (a background completion after a factory timeout).
+    """
+
+    __slots__ = ("_runtime", "_task")
+
+    def __init__(self, runtime: AsyncRuntime, task: asyncio.Task[Any]) -> None:
+        self._runtime = runtime
+        self._task = task
+
+    async def wait(self, timeout: float | None) -> Any:
+        """The factory's result (or its exception), or :data:`TIMED_OUT` after ``timeout`` s."""
+        task = self._task
+        if not task.done():
+            await asyncio.wait((task,), timeout=timeout)  # never cancels the task
+            if not task.done():
+                return TIMED_OUT
+        return task.result()
+
+    def then(self, fn: Callable[[Any], Coroutine[Any, Any, Any]]) -> None:
+        """When the factory finishes, run ``fn(run)`` (a coroutine) in a task the cache owns."""
+        self._runtime.spawn(fn, self)
+
+
+class Run:
+    """Thread twin of :class:`AsyncRun`: a factory running in a worker thread the cache owns."""
+
+    __slots__ = ("_future", "_runtime")
+
+    def __init__(self, runtime: Runtime, future: concurrent.futures.Future[Any]) -> None:
+        self._runtime = runtime
+        self._future = future
+
+    def wait(self, timeout: float | None) -> Any:
+        """The factory's result (or its exception), or :data:`TIMED_OUT` after ``timeout`` s."""
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if self._future.done():  # the factory itself raised a TimeoutError
+                raise
+            return TIMED_OUT
+
+    def then(self, fn: Callable[[Any], Any]) -> None:
+        """When the factory finishes, call ``fn(run)`` in a worker thread the cache owns."""
+        self._runtime.background(fn, self)
+
+
 def _close_timeout(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ConfigurationError(f"close_timeout must be a number of seconds >= 0, got {value!r}")
@@ -205,6 +262,33 @@ class AsyncRuntime:
         task = asyncio.get_running_loop().create_task(fn(*args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def background(self, fn: Callable[..., Coroutine[Any, Any, Any]], /, *args: Any) -> None:
+        """Run ``fn(*args)`` in the background, in a task the cache owns (same as spawn)."""
+        self.spawn(fn, *args)
+
+    def start(self, fn: Callable[[], Any]) -> AsyncRun:
+        """Start a factory in a task the cache owns (a sync one in a worker thread).
+
+        For factories that may be abandoned on a timeout: the event loop stays free while a
+        sync factory runs, and the factory goes on after its callers stopped waiting.
+        """
+        loop = asyncio.get_running_loop()
+        if _is_async_callable(fn):
+            coro: Coroutine[Any, Any, Any] = self._drive(fn, None)
+        else:
+            coro = self._drive(fn, loop.run_in_executor(self._pool(), fn))
+        task = loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return AsyncRun(self, task)
+
+    @staticmethod
+    async def _drive(fn: Callable[[], Any], threaded: asyncio.Future[Any] | None) -> Any:
+        result = fn() if threaded is None else await threaded
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     def begin(self, fn: Callable[[], Any]) -> Any:
         """Start a factory: its result, or an awaitable of it for the caller to drive.
@@ -266,12 +350,41 @@ class AsyncRuntime:
 class Runtime:
     """Thread twin of :class:`AsyncRuntime`: sync work runs in the calling thread."""
 
-    __slots__ = ("close_timeout", "closed", "offload")
+    __slots__ = ("_executor", "_lock", "_pending", "close_timeout", "closed", "offload")
 
     def __init__(self, *, offload: bool, close_timeout: float) -> None:
         self.closed = False
         self.offload = offload  # nothing to offload: factories run in the calling thread
         self.close_timeout = _close_timeout(close_timeout)
+        # Worker threads, started on first use: factories under a timeout, and completions
+        # that go on after their caller stopped waiting.
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._lock = threading.Lock()
+
+    def _submit(self, fn: Callable[..., Any], /, *args: Any) -> concurrent.futures.Future[Any]:
+        with self._lock:
+            self.check_open()
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix="dataferry-factory"
+                )
+            future = self._executor.submit(fn, *args)
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def background(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Call ``fn(*args)`` in a worker thread the cache owns; failures are logged."""
+        self._submit(fn, *args).add_done_callback(_log_failure)
+
+    def start(self, fn: Callable[[], Any]) -> Run:
+        """Start a factory in a worker thread the cache owns (see :meth:`AsyncRuntime.start`)."""
+        return Run(self, self._submit(self.call, fn))
 
     def check_open(self) -> None:
         """Raise :class:`CacheClosedError` if the cache was closed."""
@@ -298,5 +411,151 @@ class Runtime:
         return result
 
     def close(self) -> None:
-        """Mark the cache closed."""
-        self.closed = True
+        """Mark the cache closed; wait up to ``close_timeout`` s for its worker threads."""
+        with self._lock:
+            self.closed = True
+            executor, self._executor = self._executor, None
+            pending = list(self._pending)
+        if executor is None:
+            return
+        # Let running work finish within the bound (a factory can't be interrupted; a
+        # completion may start more work, which close refuses), then drop what never started.
+        _, late = concurrent.futures.wait(pending, timeout=self.close_timeout)
+        executor.shutdown(wait=False, cancel_futures=True)
+        if late:
+            logger.warning("closing the cache left %d factories running", len(late))
+
+
+def _log_failure(future: concurrent.futures.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("background work of the cache failed", exc_info=future.exception())
+
+
+class AsyncWorker:
+    """One background job of a cache, run as a task of the event loop that started it.
+
+    The owner calls :meth:`start` (under its own lock) when :attr:`running` is false or the
+    task is gone (its loop ended); the job clears :attr:`running` itself (under the same lock)
+    when it finds nothing left to do, so work put in meanwhile always has a job to run it.
+    The job waits with :meth:`sleep`, which :meth:`wake` ends early, and stops when
+    :attr:`stopping` is set. The worker keeps its task referenced (the garbage collector can't
+    drop a pending one) and :meth:`stop` cancels it.
+    """
+
+    __slots__ = ("_job", "_task", "_wake", "running", "stopping")
+
+    def __init__(self, job: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        self._job = job
+        self._task: asyncio.Task[Any] | None = None
+        self._wake: asyncio.Event | None = None
+        self.running = False
+        self.stopping = False
+
+    def alive(self) -> bool:
+        """Whether the job is running (or about to) in a loop that is still open."""
+        task = self._task
+        return task is not None and not task.done() and not task.get_loop().is_closed()
+
+    def start(self) -> None:
+        """Start the job in a task of the running event loop."""
+        self.running = True
+        self._wake = None
+        self._task = asyncio.get_running_loop().create_task(self._main())
+
+    async def _main(self) -> None:
+        self._wake = asyncio.Event()
+        try:
+            await self._job()
+        finally:
+            # Only the current job may say none runs: an older one may end after a new start.
+            if self._task is asyncio.current_task():
+                self.running = False
+
+    def wake(self) -> None:
+        """End the job's current :meth:`sleep` now (from any loop or thread)."""
+        wake, task = self._wake, self._task
+        if wake is None or task is None:
+            return  # not started yet: it looks for work before it first sleeps
+        loop = task.get_loop()
+        try:
+            same = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            same = False
+        if same:
+            wake.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if :meth:`wake` is called (called by the job only)."""
+        wake = self._wake
+        assert wake is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+        wake.clear()
+
+    async def stop(self, timeout: float) -> None:
+        """Stop the job: cancel its task and wait (up to ``timeout`` s) for it to end."""
+        self.stopping = True
+        task = self._task
+        if task is None or task.done():
+            return
+        loop = task.get_loop()
+        if loop is asyncio.get_running_loop():
+            task.cancel()
+            await asyncio.wait([task], timeout=timeout)
+        elif not loop.is_closed():  # another loop's task: that loop ends it
+            loop.call_soon_threadsafe(task.cancel)
+
+
+class Worker:
+    """Thread twin of :class:`AsyncWorker`: the job runs in a daemon thread of its own."""
+
+    __slots__ = ("_job", "_thread", "_wake", "running", "stopping")
+
+    def __init__(self, job: Callable[[], Any]) -> None:
+        self._job = job
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self.running = False
+        self.stopping = False
+
+    def alive(self) -> bool:
+        """Whether the job's thread is running (or about to)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def start(self) -> None:
+        """Start the job in a new daemon thread.
+
+        Daemon: a cache that is never closed can't block the interpreter's exit (close it to
+        have its queued writes drained).
+        """
+        self.running = True
+        thread = threading.Thread(target=self._main, name="dataferry-l2-writer", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _main(self) -> None:
+        try:
+            self._job()
+        finally:
+            if self._thread is threading.current_thread():
+                self.running = False
+
+    def wake(self) -> None:
+        """End the job's current :meth:`sleep` now."""
+        self._wake.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if :meth:`wake` is called (called by the job only)."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def stop(self, timeout: float) -> None:
+        """Stop the job: ask it to end and wait (up to ``timeout`` s) for its thread."""
+        self.stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)

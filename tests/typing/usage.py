@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from typing_extensions import assert_type
@@ -80,6 +81,20 @@ async def use_async(cache: AsyncDataFerry) -> None:
         User,
     )
     assert_type(await cache.get_or_set("user:1", aload, type=User), User)
+    resilient = EntryOptions(
+        ttl=timedelta(minutes=1),
+        fail_safe=True,
+        fail_safe_max=timedelta(hours=1),
+        fail_safe_throttle=30,
+        factory_soft_timeout=0.1,
+        factory_hard_timeout=None,
+        eager_refresh=0.8,
+        early_expiration=1.0,
+        jitter=2.5,
+        raise_distributed_errors=False,
+        background_distributed_writes=True,
+    )
+    assert_type(await cache.get_or_set("user:1", aload, options=resilient), User)
 
     # get: Any without type=; with type=, the type (or None, or the default's type).
     assert_type(await cache.get("user:1"), Any)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -13,16 +12,19 @@ from typing_extensions import Self
 
 from dataferry._async._flight import AsyncSingleFlight
 from dataferry._async._l2 import AsyncDistributedAccessor
+from dataferry._async._pipeline import AsyncCompute, Staged, serve_refreshing
 from dataferry._backends import DistributedCache
 from dataferry._callables import AsyncFactory, AsyncLoadMany
 from dataferry._codec import Codec, Decoded
-from dataferry._core import CLOSED_MEMORY, DEFAULT, MISS, Core, L1Meta
-from dataferry._errors import ConfigurationError, InvalidKeyError
+from dataferry._core import CLOSED_MEMORY, DEFAULT, MISS, Core
+from dataferry._errors import ConfigurationError, DistributedCacheError, InvalidKeyError
 from dataferry._events import Stats
+from dataferry._freshness import L1Plan, plan_l1
 from dataferry._keys import check_tenant
 from dataferry._layers import DistributedLayer
 from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions
+from dataferry._resilience import DEFAULT_RESILIENCE, Resilience, check_resilience
 from dataferry._resolve import Resolved
 from dataferry._synchronization import AsyncRuntime
 
@@ -66,6 +68,14 @@ class AsyncDataFerry:
             (``DataFerry`` accepts it and runs factories in the calling thread either way.)
         close_timeout: Most seconds :meth:`aclose` waits for factories still running in the
             cache's background tasks before it cancels them (default 5).
+        raise_distributed_errors: Raise :class:`~dataferry.DistributedCacheError` (or
+            :class:`~dataferry.CircuitOpenError`) from calls whose L2 part failed, instead of
+            answering from L1 and the factory (the same as
+            ``default_options=EntryOptions(raise_distributed_errors=True)``; a call's options
+            can still turn it off).
+        resilience: How L2 calls are protected: timeout, retries for reads, circuit breaker,
+            auto-recovery of failed writes (default: :class:`Resilience` with its defaults;
+            ``None`` turns all of it off). See :class:`Resilience`.
 
     L1 hands every caller the same object: treat cached values as immutable (or build the
     MemoryCache with ``copy_on_read=True``). ``None`` is a value and is cached.
@@ -105,7 +115,15 @@ class AsyncDataFerry:
         join_timeout: float | timedelta = 30.0,
         offload_sync_factories: bool = False,
         close_timeout: float = 5.0,
+        raise_distributed_errors: bool = False,
+        resilience: Resilience | None = DEFAULT_RESILIENCE,
     ) -> None:
+        if not isinstance(raise_distributed_errors, bool):
+            raise ConfigurationError(
+                f"raise_distributed_errors must be a bool, got {raise_distributed_errors!r}"
+            )
+        if raise_distributed_errors:  # sugar for the default of the option of that name
+            default_options = EntryOptions(raise_distributed_errors=True).merged(default_options)
         core = Core(
             memory=memory,
             distributed=distributed,
@@ -125,9 +143,12 @@ class AsyncDataFerry:
                 f"offload_sync_factories must be a bool, got {offload_sync_factories!r}"
             )
         runtime = AsyncRuntime(offload=offload_sync_factories, close_timeout=close_timeout)
+        policy = check_resilience(resilience)
         accessor = None
         if core.l2 is not None:
-            accessor = AsyncDistributedAccessor(core.l2, layers, core.events)
+            accessor = AsyncDistributedAccessor(
+                core.l2, layers, core.events, policy, runtime.close_timeout
+            )
         flights = AsyncSingleFlight(core.events, runtime, core.join_timeout)
         self._bind(core, runtime, accessor, flights, None)
 
@@ -198,7 +219,11 @@ class AsyncDataFerry:
         Events (named as the :class:`Stats` counters they bump): ``stampede_joins`` (a caller
         joined another's computation), ``distributed_errors`` (an L2 call failed; attributes
         ``operation``, ``error``), ``decode_errors`` (an undecodable L2 entry became a miss;
-        ``key``, ``error``). Listeners run in the calling task or thread, may subscribe and
+        ``key``, ``error``), ``failsafe_activations`` (a stale value was served; ``key``,
+        ``reason``: ``factory_error``, ``soft_timeout`` or ``hard_timeout``), ``circuit_state``
+        (the L2 circuit breaker changed state; ``state``: ``open``, ``half_open`` or
+        ``closed``), ``recovery_drops`` (queued L2 writes were dropped; ``count``). Listeners
+        run in the calling task or thread, may subscribe and
         unsubscribe at any time, and can't break a cache call: an exception they raise is
         logged and dropped. Views share their cache's listeners.
         """
@@ -223,8 +248,11 @@ class AsyncDataFerry:
 
         Factories still running in the background get ``close_timeout`` seconds to finish
         (their callers get their values; nothing more is written), then are cancelled. Then
-        the L2's connections are released. Closing twice does nothing; closing a tenant view
-        does nothing (close the cache it came from).
+        the L2 writes still queued (background writes, failed writes waiting for
+        auto-recovery) get up to ``close_timeout`` seconds more to reach the L2 (an L2 that
+        is down gets three tries; what is left is dropped, logged and counted in
+        ``Stats.recovery_drops``), and the L2's connections are released. Closing twice does
+        nothing; closing a tenant view does nothing (close the cache it came from).
         """
         runtime = self._runtime
         if self._tenant is not None or runtime.closed:
@@ -341,8 +369,13 @@ class AsyncDataFerry:
             value = self._l1_get(skey, type)
             if value is not MISS:
                 return value
-
-        value = await self._flights.run(skey, _Compute(self, skey, factory, opts, tag_tuple, type))
+        stale = None
+        if opts.fail_safe or opts.refreshes:
+            value, stale = serve_refreshing(self, skey, opts, type, factory, tag_tuple)
+            if value is not MISS:
+                return value
+        work = AsyncCompute(self, skey, factory, opts, tag_tuple, type, stale)
+        value = await self._flights.run(skey, work)
         return value if type is None else self._typed(value, type)
 
     def _l1_get(self, skey: str, type: Any) -> Any:
@@ -368,24 +401,33 @@ class AsyncDataFerry:
         l2 = self._l2
         if l2 is None or opts.skip_distributed:
             return MISS
-        data = await l2.get(skey)
+        data = await l2.get(skey, raise_errors=opts.raise_distributed_errors)
         dec = self._core.fresh(skey, data, self._tenant, type)
         if dec is MISS:
             return MISS
         assert data is not None
-        self._fill_l1(skey, dec, opts, type, len(data), time.time())
+        self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0)
         return dec.value
 
     def _fill_l1(
-        self, skey: str, dec: Decoded, opts: Resolved, type: Any, size: int, now: float
-    ) -> None:
+        self,
+        skey: str,
+        dec: Decoded,
+        opts: Resolved,
+        type: Any,
+        size: int,
+        now: float,
+        cost: float,
+    ) -> L1Plan | None:
+        """Put an entry read from L2 in L1; return how (None: not put in L1)."""
         memory = self._core.memory
-        if memory is not None and not opts.skip_memory:
-            meta = None  # plain entries carry none: L1 stays lean (see L1Meta)
-            if dec.tags or type is not None:
-                meta = L1Meta(dec.created_at, dec.logical_expiry, dec.tags, type)
-            ttl = opts.l1_seconds(dec.logical_expiry, now)
-            memory.set(skey, dec.value, ttl, meta=meta, size_hint=size)
+        if memory is None or opts.skip_memory:
+            return None
+        plan = plan_l1(opts, dec.created_at, dec.logical_expiry, dec.tags, type, now, cost)
+        memory.set(
+            skey, dec.value, plan.ttl, meta=plan.meta, size_hint=size, stale_ttl=plan.stale_ttl
+        )
+        return plan
 
     @overload
     async def get(
@@ -472,6 +514,10 @@ class AsyncDataFerry:
             value = self._l1_get(skey, type)
             if value is not MISS:
                 return value
+        if opts.refreshes:  # a value past its refresh point is still fresh
+            value, _ = serve_refreshing(self, skey, opts, type, None, ())
+            if value is not MISS:
+                return value
         return await self._read_l2(skey, opts, type)
 
     async def exists(self, key: str, *, options: EntryOptions | None = None) -> bool:
@@ -502,6 +548,14 @@ class AsyncDataFerry:
         if type is not None:
             core.codec.check_type(type)
         opts = core.resolve(None, options)
+        if core.memory is None or opts.skip_memory:
+            # No L1 to read or fill: one batch read, decoded straight into the result.
+            l2 = self._l2
+            if l2 is None or opts.skip_distributed or not pairs:
+                return {}
+            skeys = [skey for _, skey in pairs]
+            blobs = await l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
+            return core.fresh_values(skeys, blobs, [k for k, _ in pairs], self._tenant, type)
         found, missing = self._l1_get_many(pairs, opts, type)
         if missing:
             hits = await self._l2_get_many([skey for _, skey in missing], opts, type)
@@ -529,12 +583,12 @@ class AsyncDataFerry:
         l2 = self._l2
         if l2 is None or opts.skip_distributed or not skeys:
             return {}
-        blobs = await l2.get_many(skeys)
+        blobs = await l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
         found = self._core.fresh_many(skeys, blobs, self._tenant, type)
         if self._core.memory is not None and not opts.skip_memory:
             now = time.time()
             for skey, dec, size in found:
-                self._fill_l1(skey, dec, opts, type, size, now)
+                self._fill_l1(skey, dec, opts, type, size, now, 0.0)
         return {skey: dec.value for skey, dec, _ in found}
 
     async def get_or_set_many(
@@ -643,7 +697,8 @@ class AsyncDataFerry:
         tags: tuple[str, ...],
         *,
         strict: bool,
-    ) -> _Staged | None:
+        cost: float = 0.0,
+    ) -> Staged | None:
         """Encode ``value`` and put it in L1; return the L2 write still to do (or None).
 
         Encoding comes first: a value L2 can't hold raises before anything is stored.
@@ -656,9 +711,10 @@ class AsyncDataFerry:
         if opts.ttl <= 0:  # "do not cache": drop any old value so it isn't served
             if memory is not None:
                 memory.remove(skey)
-            return _Staged(skey, None, 0.0) if use_l2 else None
+            return Staged(skey, None, 0.0, opts) if use_l2 else None
         now = time.time()
-        expiry = now + opts.ttl
+        ttl = opts.logical_ttl()
+        expiry = now + ttl
         data = None
         if use_l2:
             data = core.encode(
@@ -675,23 +731,33 @@ class AsyncDataFerry:
             if data is None:  # too large for L2: not stored at any level (see README)
                 return None
         if memory is not None:
+            plan = plan_l1(opts, now, expiry, tags, None, now, cost or self._core.cost)
             memory.set(
                 skey,
                 value,
-                opts.l1_seconds(expiry, now),
-                meta=L1Meta(now, expiry, tags, None) if tags else None,
+                plan.ttl,
+                meta=plan.meta,
                 size_hint=None if data is None else len(data),
+                stale_ttl=plan.stale_ttl,
             )
-        return None if data is None else _Staged(skey, data, opts.physical_ttl())
+        return None if data is None else Staged(skey, data, opts.physical_ttl(ttl), opts)
 
-    async def _commit(self, staged: _Staged | None) -> None:
+    async def _commit(self, staged: Staged | None) -> None:
         """Do the L2 write that :meth:`_stage` left (a set, or a delete for ``ttl=0``)."""
         if staged is None or self._l2 is None:
             return
+        raise_errors = staged.opts.raise_distributed_errors
+        background = staged.background
         if staged.data is None:
-            await self._l2.delete(staged.skey)
+            await self._l2.delete(staged.skey, raise_errors=raise_errors, background=background)
         else:
-            await self._l2.set(staged.skey, staged.data, staged.ttl)
+            await self._l2.set(
+                staged.skey,
+                staged.data,
+                staged.ttl,
+                raise_errors=raise_errors,
+                background=background,
+            )
 
     async def set_many(
         self,
@@ -729,7 +795,8 @@ class AsyncDataFerry:
             return
         core = self._core
         now = time.time()
-        expiry = now + opts.ttl
+        ttl = opts.logical_ttl()
+        expiry = now + ttl
         encoded: dict[str, bytes | None] = {}
         if self._l2 is not None and not opts.skip_distributed:
             for skey, value in values.items():
@@ -746,7 +813,7 @@ class AsyncDataFerry:
                 )
         memory = core.memory
         if memory is not None and not opts.skip_memory:
-            l1_ttl = opts.l1_seconds(expiry, now)
+            plan = plan_l1(opts, now, expiry, tags, None, now, core.cost)
             for skey, value in values.items():
                 data = encoded.get(skey, b"")
                 if data is None:
@@ -754,13 +821,19 @@ class AsyncDataFerry:
                 memory.set(
                     skey,
                     value,
-                    l1_ttl,
-                    meta=L1Meta(now, expiry, tags, None) if tags else None,
+                    plan.ttl,
+                    meta=plan.meta,
                     size_hint=len(data) if data else None,
+                    stale_ttl=plan.stale_ttl,
                 )
-        batch = [(s, d, opts.physical_ttl()) for s, d in encoded.items() if d is not None]
+        physical = opts.physical_ttl(ttl)
+        batch = [(s, d, physical) for s, d in encoded.items() if d is not None]
         if batch and self._l2 is not None:
-            await self._l2.set_many(batch)
+            await self._l2.set_many(
+                batch,
+                raise_errors=opts.raise_distributed_errors,
+                background=opts.background_distributed_writes,
+            )
 
     async def remove(self, key: str, *, options: EntryOptions | None = None) -> None:
         """Remove ``key`` from L1 and L2."""
@@ -786,10 +859,12 @@ class AsyncDataFerry:
         l2 = self._l2
         if l2 is None or opts.skip_distributed or not skeys:
             return
+        raise_errors = opts.raise_distributed_errors
+        background = opts.background_distributed_writes
         if len(skeys) == 1:
-            await l2.delete(skeys[0])
+            await l2.delete(skeys[0], raise_errors=raise_errors, background=background)
         else:
-            await l2.delete_many(skeys)
+            await l2.delete_many(skeys, raise_errors=raise_errors, background=background)
 
     async def expire(self, key: str, *, options: EntryOptions | None = None) -> None:
         """Mark ``key`` stale: readers miss, but L2 keeps it (for fail-safe) until its TTL ends.
@@ -807,12 +882,21 @@ class AsyncDataFerry:
         l2 = self._l2
         if l2 is None or opts.skip_distributed:
             return
-        data = await l2.get(skey)
+        raise_errors = opts.raise_distributed_errors
+        try:
+            data = await l2.get(skey, raise_errors=True)
+        except DistributedCacheError:
+            if raise_errors:
+                raise
+            # L2 unreachable: a delete (queued for when it answers) is the safe way to make
+            # sure no node reads the value as fresh any more.
+            await l2.delete(skey)
+            return
         if data is None:
             return
         dec = core.decode(skey, data, self._tenant, None)
         if dec is None:  # undecodable: nobody can use it, stale or not
-            await l2.delete(skey)
+            await l2.delete(skey, raise_errors=raise_errors)
             return
         now = time.time()
         if dec.logical_expiry <= now:
@@ -830,9 +914,9 @@ class AsyncDataFerry:
             strict=False,
         )
         if stale is None:
-            await l2.delete(skey)
+            await l2.delete(skey, raise_errors=raise_errors)
         else:
-            await l2.compare_and_set(skey, data, stale)
+            await l2.compare_and_set(skey, data, stale, raise_errors=raise_errors)
 
     def __repr__(self) -> str:
         tenant = f", tenant={self._tenant!r}" if self._tenant else ""
@@ -842,69 +926,3 @@ class AsyncDataFerry:
             f"{type(self).__name__}(namespace={self._core.namespace!r}{tenant}, "
             f"memory={self._core.memory!r}, distributed={l2!r}{closed})"
         )
-
-
-class _Staged:
-    """An L2 write left to do: ``data`` under ``skey`` for ``ttl`` s (``data`` None: delete)."""
-
-    __slots__ = ("data", "skey", "ttl")
-
-    def __init__(self, skey: str, data: bytes | None, ttl: float) -> None:
-        self.skey = skey
-        self.data = data
-        self.ttl = ttl
-
-
-class _Compute:
-    """The miss work of one ``get_or_set`` call, run by its flight (see AsyncMissWork)."""
-
-    __slots__ = ("_cache", "_factory", "_opts", "_skey", "_tags", "_type")
-
-    def __init__(
-        self,
-        cache: AsyncDataFerry,
-        skey: str,
-        factory: AsyncFactory[Any],
-        opts: Resolved,
-        tags: tuple[str, ...],
-        type: Any,
-    ) -> None:
-        self._cache = cache
-        self._skey = skey
-        self._factory = factory
-        self._opts = opts
-        self._tags = tags
-        self._type = type
-
-    async def read(self) -> Any:
-        return await self._cache._read_l2(self._skey, self._opts, self._type)
-
-    def start(self) -> Any:
-        events = self._cache._core.events
-        events.factory_calls += 1
-        try:
-            result = self._cache._runtime.begin(self._factory)
-        except Exception:
-            events.factory_errors += 1
-            raise
-        if inspect.isawaitable(result):
-            return result
-        return self._stage(result)
-
-    async def finish(self, staged: _Staged | None) -> None:
-        await self._cache._commit(staged)
-
-    async def complete(self, pending: Awaitable[Any]) -> Any:
-        try:
-            result = await pending
-        except Exception:
-            self._cache._core.events.factory_errors += 1
-            raise
-        value, staged = self._stage(result)
-        await self._cache._commit(staged)
-        return value
-
-    def _stage(self, result: Any) -> tuple[Any, _Staged | None]:
-        cache = self._cache
-        value, opts, tags = cache._core.adapt(result, self._opts, self._tags)
-        return value, cache._stage(self._skey, value, opts, tags, strict=False)

@@ -19,7 +19,6 @@ in two threads) never makes one loop wait for another's future.
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -48,8 +47,9 @@ class AsyncMissWork(Protocol):
     def start(self) -> Any:
         """Call the factory.
 
-        Returns ``(value, staged)`` when it returned a value (already in L1; ``staged`` goes
-        to :meth:`finish`), or an awaitable for :meth:`complete`.
+        Returns a ``(value, staged)`` tuple when it returned a value (already in L1;
+        ``staged`` goes to :meth:`finish`), or anything else (the factory's awaitable, or a
+        marker of work still to do) for :meth:`complete` to finish in the background.
         """
         ...
 
@@ -58,7 +58,7 @@ class AsyncMissWork(Protocol):
         ...
 
     async def complete(self, pending: Any) -> Any:
-        """Await the factory's awaitable, store its value (L1 and L2) and return it."""
+        """Finish what :meth:`start` began, store the value (L1 and L2) and return it."""
         ...
 
 
@@ -132,7 +132,7 @@ class AsyncSingleFlight:
         except BaseException as exc:
             self._settle(key, outcome, None, exc)
             raise
-        if inspect.isawaitable(begun):
+        if type(begun) is not tuple:
             # The factory is a coroutine (or runs in a thread): a task the cache owns drives
             # it, so a cancelled caller never cancels it for the others.
             self._runtime.spawn(self._produce, key, outcome, lambda: work.complete(begun))
@@ -165,7 +165,7 @@ class AsyncSingleFlight:
         if result is not MISS:
             return result
         begun = work.start()
-        if inspect.isawaitable(begun):
+        if type(begun) is not tuple:
             return await work.complete(begun)
         value, staged = begun
         await work.finish(staged)

@@ -297,8 +297,8 @@ class RedisCache(AsyncRedisOps, RedisOps):
         url: str,
         *,
         cluster: bool = False,
-        socket_timeout: float | None = 0.5,
-        socket_connect_timeout: float | None = 0.5,
+        socket_timeout: float | None = 0.25,
+        socket_connect_timeout: float | None = 0.25,
         **client_kwargs: Any,
     ) -> RedisCache:
         """Build a RedisCache for ``redis://``, ``rediss://`` or ``unix://`` URL.
@@ -310,8 +310,12 @@ class RedisCache(AsyncRedisOps, RedisOps):
         Args:
             url: The server (for a cluster: any node; the others are discovered).
             cluster: Use a Redis Cluster client.
-            socket_timeout: Seconds to wait for a reply before failing.
-            socket_connect_timeout: Seconds to wait for a connection before failing.
+            socket_timeout: Seconds to wait for a reply before failing (default 0.25, the
+                default :class:`~dataferry.Resilience` timeout: the sync ``DataFerry`` can't
+                interrupt a blocking socket, so these bound how long a frozen server holds a
+                sync caller; keep them at or below the cache's ``Resilience.timeout``).
+            socket_connect_timeout: Seconds to wait for a connection before failing (default
+                0.25).
             **client_kwargs: Passed to redis-py's ``from_url`` (``decode_responses`` must stay
                 false); redis-py's own retries are off unless ``retry`` is given.
 
@@ -353,8 +357,8 @@ class RedisCache(AsyncRedisOps, RedisOps):
         sentinels: Sequence[tuple[str, int]],
         service_name: str,
         *,
-        socket_timeout: float | None = 0.5,
-        socket_connect_timeout: float | None = 0.5,
+        socket_timeout: float | None = 0.25,
+        socket_connect_timeout: float | None = 0.25,
         sentinel_kwargs: Mapping[str, Any] | None = None,
         **client_kwargs: Any,
     ) -> RedisCache:
@@ -367,8 +371,10 @@ class RedisCache(AsyncRedisOps, RedisOps):
         Args:
             sentinels: ``(host, port)`` of the Sentinels.
             service_name: The monitored master's name.
-            socket_timeout: Seconds to wait for a reply (master and Sentinels).
-            socket_connect_timeout: Seconds to wait for a connection (master and Sentinels).
+            socket_timeout: Seconds to wait for a reply (master and Sentinels; default 0.25,
+                see :meth:`from_url`).
+            socket_connect_timeout: Seconds to wait for a connection (master and Sentinels;
+                default 0.25).
             sentinel_kwargs: Extra options for the connections to the Sentinels (password...).
             **client_kwargs: Extra options for the connections to the master.
 

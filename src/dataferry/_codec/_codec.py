@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -22,11 +21,14 @@ from dataferry._codec._envelope import (
     MAGIC,
     NONCE_SIZE,
     PLAIN_HEADER_SIZE,
+    PLAIN_JSON_HEADER,
+    PLAIN_JSON_PREFIX,
     VERSION,
     EnvelopeError,
     Header,
     checksum,
     compressor_name,
+    crc32,
     pack_header,
     parse_header,
     unpack_header,
@@ -47,9 +49,12 @@ __all__ = ["DEFAULT_MAX_VALUE_BYTES", "Codec", "DecodeError", "Decoded"]
 #: Default ``Codec(max_value_bytes=)``: the largest serialized value written or decompressed.
 DEFAULT_MAX_VALUE_BYTES = 32 * 1024 * 1024
 
-_crc32 = zlib.crc32
+_crc32 = crc32
 # Decoded(...) runs a Python-level __new__; the hot paths build the tuple directly (~0.1 us).
 _new_tuple = tuple.__new__
+# What the batch fast path binds to locals once per batch.
+_FAST_PATH = (PLAIN_JSON_HEADER.unpack_from, crc32, _new_tuple, CHECKSUM_RESIDUE)
+assert (PLAIN_HEADER_SIZE, CHECKSUM_SIZE) == (25, 4)  # the literals of the fast path
 
 
 class DecodeError(Exception):
@@ -152,6 +157,7 @@ class Codec:
         "_compressor",
         "_compressors",
         "_encryptor",
+        "_fast_json",
         "_keyed",
         "_max_value",
         "_plain_readers",
@@ -220,6 +226,16 @@ class Codec:
             if not _requires_authentication(s)
         }
         self._auth_ids = frozenset(i for i, s in readers.items() if _requires_authentication(s))
+        # decode_many's fast path: plain JSON entries read by DataFerry's own JsonSerializer
+        # (not when a custom serializer took id 1, nor when plain entries are refused).
+        json_reader = self._plain_readers.get(JsonSerializer.id)
+        self._fast_json: JsonSerializer | None = (
+            json_reader[0]
+            if self._accept_plain
+            and json_reader is not None
+            and type(json_reader[0]) is JsonSerializer
+            else None
+        )
 
         if compressor is not None and not isinstance(compressor, Compressor):
             raise ConfigurationError(f"{compressor!r} is not a Compressor")
@@ -403,6 +419,21 @@ class Codec:
         try:
             if not isinstance(data, bytes):  # bytearray / memoryview from some backends
                 data = bytes(data)
+            if type is None and self._fast_json is not None:
+                # The commonest entry (plain, uncompressed JSON, no tags), as decode_many reads
+                # it; a fault of any kind falls through to the paths below, which name it.
+                try:
+                    prefix, created, expiry, ntags, kid_len = _FAST_PATH[0](data)
+                    if (
+                        prefix == PLAIN_JSON_PREFIX
+                        and not ntags
+                        and not kid_len
+                        and _crc32(data, _crc32(key.encode(), 0)) == CHECKSUM_RESIDUE
+                    ):
+                        value = orjson.loads(data[25:-4])
+                        return _new_tuple(Decoded, (value, created, expiry, ()))
+                except Exception:  # the paths below name the fault
+                    pass
             # Hot paths: entries without tags or compression, plain (with a serializer that is
             # safe on any bytes) or encrypted. One struct call, a few slices, and no Header
             # object; everything else takes the general path, which checks the same things.
@@ -415,7 +446,7 @@ class Codec:
                         reader = self._plain_readers.get(ser_id)
                         if reader is not None:
                             # One CRC pass over key + entry as stored (see CHECKSUM_RESIDUE).
-                            if _crc32(data, _crc32(key.encode("utf-8"))) != CHECKSUM_RESIDUE:
+                            if _crc32(data, _crc32(key.encode("utf-8"), 0)) != CHECKSUM_RESIDUE:
                                 raise DecodeError(_BAD_CHECKSUM)
                             payload = data[PLAIN_HEADER_SIZE:-CHECKSUM_SIZE]
                             if type is None:
@@ -448,6 +479,136 @@ class Codec:
         except Exception as exc:  # any fault in stored bytes is a miss
             # Only the exception's class: some libraries (pydantic) put the input in messages.
             raise DecodeError(type_name(exc)) from exc
+
+    def decode_many(
+        self,
+        keys: Sequence[str],
+        blobs: Sequence[bytes | bytearray | memoryview | None],
+        *,
+        tenant: str | None = None,
+        type: Any = None,
+        fresh_after: float = float("-inf"),
+    ) -> tuple[list[tuple[str, Decoded, int]], list[tuple[str, str]]]:
+        """Decode a batch read: ``blobs[i]`` holds the bytes read from ``keys[i]`` (None: absent).
+
+        Returns ``(found, failed)``: ``found`` lists ``(key, entry, stored size)`` for the
+        entries whose ``logical_expiry`` is after ``fresh_after``, in order (the others are
+        dropped without deserializing their value); ``failed`` lists ``(key, reason)`` for the
+        bytes that :meth:`decode` refuses. Each entry is checked exactly as :meth:`decode`
+        checks it; the common one (plain, uncompressed JSON without tags) takes a path with one
+        struct call, one CRC pass over the bytes as stored and one slice handed to orjson.
+
+        Raises:
+            ConfigurationError: ``type`` can't be decoded with the libraries installed.
+
+        """
+        loads, plain_json = self._batch_loader(type)
+        found: list[tuple[str, Decoded, int]] = []
+        failed: list[tuple[str, str]] = []
+        append = found.append
+        unpack, crc, new, residue = _FAST_PATH
+        for key, data in zip(keys, blobs, strict=True):
+            if data is None:
+                continue
+            # Any exception here (short bytes, bad JSON, a buffer a typed loader refuses...)
+            # falls through to decode(), which raises the DecodeError that names the fault; a
+            # success is exactly what decode() returns (the same checks and value, one pass).
+            try:
+                prefix, created, expiry, ntags, kid_len = unpack(data)
+                if (
+                    prefix == plain_json
+                    and not ntags
+                    and not kid_len
+                    and crc(data, crc(key.encode(), 0)) == residue
+                ):
+                    if expiry > fresh_after:
+                        value = loads(data[25:-4])  # PLAIN_HEADER_SIZE, CHECKSUM_SIZE
+                        append((key, new(Decoded, (value, created, expiry, ())), len(data)))
+                    continue
+            except Exception:  # decode() below names the fault
+                pass
+            dec = self._decode_or_report(data, key, tenant, type, failed)
+            if dec is not None and dec.logical_expiry > fresh_after:
+                append((key, dec, len(data)))
+        return found, failed
+
+    def decode_values(
+        self,
+        keys: Sequence[str],
+        blobs: Sequence[bytes | bytearray | memoryview | None],
+        names: Sequence[Any],
+        *,
+        tenant: str | None = None,
+        type: Any = None,
+        fresh_after: float = float("-inf"),
+    ) -> tuple[dict[Any, Any], int, list[tuple[str, str]]]:
+        """:meth:`decode_many` for callers that need only the values.
+
+        Returns ``({names[i]: value}, hits, failed)``: ``names[i]`` labels ``keys[i]`` in the
+        result (e.g. the caller's key before its namespace prefix); ``hits`` counts the fresh
+        entries (a name given twice counts twice). No envelope metadata is built: a batch read
+        without an L1 to fill keeps nothing per entry but the value (the header fields and the
+        payload slice are dropped as soon as the value is decoded).
+        """
+        loads, plain_json = self._batch_loader(type)
+        values: dict[Any, Any] = {}
+        failed: list[tuple[str, str]] = []
+        stale = 0
+        unpack, crc, _, residue = _FAST_PATH
+        for name, key, data in zip(names, keys, blobs, strict=True):
+            if data is None:
+                continue
+            try:  # as in decode_many
+                prefix, _, expiry, ntags, kid_len = unpack(data)
+                if (
+                    prefix == plain_json
+                    and not ntags
+                    and not kid_len
+                    and crc(data, crc(key.encode(), 0)) == residue
+                ):
+                    if expiry > fresh_after:
+                        values[name] = loads(data[25:-4])
+                    else:
+                        stale += 1
+                    continue
+            except Exception:  # decode() below names the fault
+                pass
+            dec = self._decode_or_report(data, key, tenant, type, failed)
+            if dec is not None:
+                if dec.logical_expiry > fresh_after:
+                    values[name] = dec.value
+                else:
+                    stale += 1
+        # Counted from the few misses, not per hit: absent, refused, stale.
+        hits = len(keys) - blobs.count(None) - len(failed) - stale
+        return values, hits, failed
+
+    def _batch_loader(self, type: Any) -> tuple[Any, bytes]:
+        """The batch fast path's loader and the entry prefix it takes; checks ``type`` first.
+
+        Without a fast path (a keyed codec, a custom serializer with id 1), the prefix is one
+        no entry starts with, so every entry goes to :meth:`decode`.
+        """
+        if type is not None:
+            self.check_type(type)
+        json = self._fast_json
+        if json is None:
+            return None, b"no fast path"
+        return (orjson.loads if type is None else json.decoder(type)), PLAIN_JSON_PREFIX
+
+    def _decode_or_report(
+        self,
+        data: bytes | bytearray | memoryview,
+        key: str,
+        tenant: str | None,
+        type: Any,
+        failed: list[tuple[str, str]],
+    ) -> Decoded | None:
+        try:
+            return self.decode(bytes(data), key=key, tenant=tenant, type=type)
+        except DecodeError as exc:
+            failed.append((key, str(exc)))
+            return None
 
     def _decode(self, data: bytes, key: str, tenant: str | None, type: Any) -> Decoded:
         flags, ser_id, comp_id, created, expiry, tags, key_id, nonce, size = parse_header(data)
@@ -482,7 +643,7 @@ class Codec:
             end -= CHECKSUM_SIZE
             if end < size:
                 raise DecodeError("truncated checksum")
-            if _crc32(data, _crc32(storage_key)) != CHECKSUM_RESIDUE:
+            if _crc32(data, _crc32(storage_key, 0)) != CHECKSUM_RESIDUE:
                 raise DecodeError(_BAD_CHECKSUM)
             payload = data[size:end]
             authenticated = False

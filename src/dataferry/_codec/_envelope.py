@@ -33,8 +33,10 @@ plain entries; v1 had no integrity check on them.
 
 from __future__ import annotations
 
+import importlib
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,8 @@ __all__ = [
     "FLAG_SIGNED",
     "FIXED_HEADER",
     "CHECKSUM_RESIDUE",
+    "PLAIN_JSON_HEADER",
+    "PLAIN_JSON_PREFIX",
     "CHECKSUM_SIZE",
     "MAC_SIZE",
     "MAGIC",
@@ -57,6 +61,7 @@ __all__ = [
     "Header",
     "checksum",
     "compressor_name",
+    "crc32",
     "pack_header",
     "parse_header",
     "serializer_name",
@@ -93,6 +98,31 @@ _U16 = struct.Struct(">H")
 FIXED_HEADER = _FIXED
 #: Size of the header of an entry without tags, key id or nonce (the hot path).
 PLAIN_HEADER_SIZE = _FIXED.size + 1
+#: The first bytes of a plain, uncompressed JSON entry (magic, version, no flags, serializer 1,
+#: compressor 0): the common entry, which batch reads recognise with one comparison.
+PLAIN_JSON_PREFIX = MAGIC + bytes((VERSION, 0, 1, 0))
+#: The header of such an entry in one struct call: prefix, created_at, logical_expiry, tag
+#: count, key id length (both 0 for the fast path); 25 bytes, :data:`PLAIN_HEADER_SIZE`.
+PLAIN_JSON_HEADER = struct.Struct(">6sddHB")
+assert PLAIN_JSON_HEADER.size == PLAIN_HEADER_SIZE
+
+
+def _load_crc32() -> Callable[[Any, int], int]:
+    # zlib-ng computes the same CRC-32 (folding with carry-less multiplication) 3-6x faster than
+    # the zlib that CPython links, which matters when a batch read checks thousands of 1 KB
+    # entries. Optional: without it, the stdlib's.
+    # (Imported by name: type checkers need no stubs whether it is installed or not.)
+    try:
+        zlib_ng = importlib.import_module("zlib_ng.zlib_ng")
+    except ImportError:
+        return zlib.crc32
+    fast: Callable[[Any, int], int] = zlib_ng.crc32
+    # The wire format is zlib's CRC-32: check the standard test vector before trusting it.
+    return fast if fast(b"123456789", 0) == zlib.crc32(b"123456789") == 0xCBF43926 else zlib.crc32
+
+
+#: ``crc32(data, start)``: CRC-32 (ISO-HDLC, as :func:`zlib.crc32`) of a bytes-like object.
+crc32 = _load_crc32()
 
 
 def serializer_name(serializer_id: int) -> str:
@@ -233,7 +263,7 @@ def pack_header(
 
 def checksum(storage_key: bytes, body: bytes) -> bytes:
     """Return the CRC-32 trailer of a plain entry: over ``storage_key`` then ``body``."""
-    return zlib.crc32(body, zlib.crc32(storage_key)).to_bytes(CHECKSUM_SIZE, "little")
+    return crc32(body, crc32(storage_key, 0)).to_bytes(CHECKSUM_SIZE, "little")
 
 
 ParsedHeader = tuple[int, int, int, float, float, tuple[str, ...], str, bytes, int]

@@ -1,137 +1,371 @@
 # GENERATED from src/dataferry/_async/_l2.py by scripts/unasync.py: do not edit.
 """The L2 accessor: the one door every distributed-cache call of a cache goes through.
 
-A call passes down the cache's layers (``distributed_layers=``: timeouts, retries, circuit
-breaker, telemetry, chaos for tests), then reaches the backend. Failures stop here: they are
-counted (``distributed_errors``), logged once per outage, and turned into what a miss or a
-skipped write looks like, so the facade never handles an L2 exception itself.
+A call passes through the cache's resilience policy (:class:`~dataferry.Resilience`: a
+timeout, retries for reads, a circuit breaker), then down the cache's layers
+(``distributed_layers=``: telemetry, chaos for tests...), then reaches the backend. Failures
+stop here: they are counted (``distributed_errors``), logged once per outage, failed writes
+are queued for auto-recovery (``_recovery.py``), and the failure is turned into what a miss or
+a skipped write looks like, so the facade never handles an L2 exception itself, unless it asks
+for it with ``raise_errors=True``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dataferry._sync._recovery import CAS, DELETE, NOT_QUEUED, SET, L2Writer, Op
 from dataferry._backends import DistributedCache
-from dataferry._errors import DataFerryError, DistributedCacheError
+from dataferry._errors import CircuitOpenError, DataFerryError, DistributedCacheError
 from dataferry._events import CacheEvents
 from dataferry._layers import DistributedLayer
+from dataferry._resilience import CLOSED, Timeouts, CircuitBreaker, Resilience
+from dataferry._synchronization import Cancelled
 
 __all__ = ["DistributedAccessor"]
 
 logger = logging.getLogger("dataferry")
 
-#: What a write returns from the guard when the L2 failed (a backend never returns it).
-_FAILED: Any = object()
+#: Most queued background writes (with a value) when auto-recovery is off.
+_BACKGROUND_BOUND = 10_000
 
 
 class DistributedAccessor:
-    """Calls the L2 through the layers; failures are counted, logged, and become misses."""
+    """Calls the L2 through the resilience policy and the layers; failures become misses."""
 
-    __slots__ = ("_backend", "_down", "_events", "_layers", "backend")
+    __slots__ = (
+        "_backend",
+        "_backoff",
+        "_breaker",
+        "_close_timeout",
+        "_dirty",
+        "_down",
+        "_events",
+        "_layers",
+        "_retries",
+        "_timeouts",
+        "_writer",
+        "backend",
+        "resilience",
+    )
 
     def __init__(
         self,
         backend: DistributedCache,
         layers: Sequence[DistributedLayer],
         events: CacheEvents,
+        resilience: Resilience | None = None,
+        close_timeout: float = 5.0,
     ) -> None:
         self.backend = backend
+        self.resilience = resilience
         self._backend = backend
         self._layers = tuple(layers)
         self._events = events
         self._down = False
+        self._close_timeout = close_timeout
+        # Set by any failure or queued write: a success then has bookkeeping to do (reset the
+        # breaker, log the recovery, start the replay). Clear, a success costs one test.
+        self._dirty = False
+        if resilience is None:
+            self._timeouts: Timeouts | None = None
+            self._breaker = CircuitBreaker(0, 0.0, events)  # never opens
+            self._retries = 0
+            self._backoff = (0.0, 0.0)
+            replay, bound, interval, wait = False, _BACKGROUND_BOUND, 1.0, close_timeout
+        else:
+            self._timeouts = Timeouts(resilience.timeout)
+            self._breaker = CircuitBreaker(
+                resilience.failure_threshold, resilience.cooldown, events
+            )
+            self._retries = resilience.retries
+            self._backoff = resilience.retry_backoff
+            replay = resilience.recovery_queue > 0
+            bound = resilience.recovery_queue if replay else _BACKGROUND_BOUND
+            interval = resilience.recovery_interval
+            # A direct write waits this long at most for an older write of its key in flight
+            # (a batch is a few L2 calls, each bounded by the timeout).
+            wait = 4 * resilience.timeout if resilience.timeout is not None else close_timeout
+        self._writer = L2Writer(
+            backend,
+            events,
+            run=self._run,
+            note_failure=self._note_failure,
+            end_cooldown=self._breaker.end_cooldown,
+            pause=Timeouts(None).pause,
+            bound=bound,
+            interval=interval,
+            replay=replay,
+            wait_bound=wait,
+        )
 
-    def _call(
-        self, operation: str, keys: Sequence[str], call: Callable[[], Any]
-    ) -> Any:
-        for layer in reversed(self._layers):
-            call = functools.partial(layer.run, operation, keys, call)
-        return call()
+    # -- reads ------------------------------------------------------------------------------------
 
-    def get(self, skey: str) -> bytes | None:
-        """The bytes under ``skey``, or None (also when the L2 failed)."""
+    def get(self, skey: str, *, raise_errors: bool = False) -> bytes | None:
+        """The bytes under ``skey``, or None (also when the L2 failed).
+
+        A write of ``skey`` this cache queued and the L2 has not taken yet (background write,
+        outage) is answered from the queue: a cache reads its own writes.
+        """
+        writer = self._writer
+        if writer.count:
+            queued = writer.peek(skey)
+            if queued is not NOT_QUEUED:
+                return queued  # type: ignore[no-any-return]
         try:
-            if self._layers:
-                data = self._call("get", (skey,), lambda: self._backend.get(skey))
-            else:
-                data = self._backend.get(skey)
+            data = self._run("get", (skey,), True, self._backend.get, skey)
         except Exception as exc:
-            self._failed("get", exc)
+            self._failed("get", exc, raise_errors)
             return None
-        if self._down:
-            self._recovered()
         return data  # type: ignore[no-any-return]
 
-    def get_many(self, skeys: list[str]) -> list[bytes | None]:
+    def get_many(self, skeys: list[str], *, raise_errors: bool = False) -> list[bytes | None]:
         """The bytes of each key in order (all None when the L2 failed)."""
-        failed = [None] * len(skeys)
-        found: list[bytes | None] = self._guarded(
-            "get_many", skeys, failed, self._backend.get_many, skeys
-        )
+        try:
+            found: list[bytes | None] = self._run(
+                "get_many", skeys, True, self._backend.get_many, skeys
+            )
+        except Exception as exc:
+            self._failed("get_many", exc, raise_errors)
+            found = [None] * len(skeys)
+        writer = self._writer
+        if writer.count:
+            for i, skey in enumerate(skeys):
+                queued = writer.peek(skey)
+                if queued is not NOT_QUEUED:
+                    found[i] = queued
         return found
 
-    def set(self, skey: str, data: bytes, ttl: float) -> bool:
-        """Store ``data`` for ``ttl`` seconds; whether the L2 took it."""
-        result = self._guarded("set", (skey,), _FAILED, self._backend.set, skey, data, ttl)
-        return result is not _FAILED
+    # -- writes -----------------------------------------------------------------------------------
 
-    def set_many(self, batch: list[tuple[str, bytes, float]]) -> bool:
+    def set(
+        self,
+        skey: str,
+        data: bytes,
+        ttl: float,
+        *,
+        raise_errors: bool = False,
+        background: bool = False,
+    ) -> bool:
+        """Store ``data`` for ``ttl`` seconds; whether the L2 took it.
+
+        ``background``: queue the write and return True at once; the cache's writer does it
+        in order per key. ``raise_errors``: raise the failure (after counting and queueing it)
+        as DistributedCacheError, or CircuitOpenError if the breaker is open.
+        """
+        ops = ((skey, Op(SET, data, ttl, fresh=background)),) if background else ()
+        if background and self._queue(ops):
+            return True
+        if self._writer.count:
+            self._writer.claim((skey,))
+        try:
+            self._run("set", (skey,), False, self._backend.set, skey, data, ttl)
+        except Exception as exc:
+            self._write_failed("set", exc, raise_errors, ((skey, Op(SET, data, ttl)),))
+            return False
+        return True
+
+    def set_many(
+        self,
+        batch: list[tuple[str, bytes, float]],
+        *,
+        raise_errors: bool = False,
+        background: bool = False,
+    ) -> bool:
         """Store each ``(key, bytes, ttl)`` in one round trip; whether the L2 took them."""
+        if background and self._queue([(k, Op(SET, d, t, fresh=True)) for k, d, t in batch]):
+            return True
         keys = [k for k, _, _ in batch]
-        result = self._guarded("set_many", keys, _FAILED, self._backend.set_many, batch)
-        return result is not _FAILED
+        if self._writer.count:
+            self._writer.claim(keys)
+        try:
+            self._run("set_many", keys, False, self._backend.set_many, batch)
+        except Exception as exc:
+            ops = [(k, Op(SET, d, t)) for k, d, t in batch]
+            self._write_failed("set_many", exc, raise_errors, ops)
+            return False
+        return True
 
-    def delete(self, skey: str) -> bool:
-        """Delete ``skey``; whether the L2 answered."""
-        result = self._guarded("delete", (skey,), _FAILED, self._backend.delete, skey)
-        return result is not _FAILED
+    def delete(
+        self, skey: str, *, raise_errors: bool = False, background: bool = False
+    ) -> bool:
+        """Delete ``skey``; whether the L2 answered (a failed delete is replayed later)."""
+        if background and self._queue(((skey, Op(DELETE, fresh=True)),)):
+            return True
+        if self._writer.count:
+            self._writer.claim((skey,))
+        try:
+            self._run("delete", (skey,), False, self._backend.delete, skey)
+        except Exception as exc:
+            self._write_failed("delete", exc, raise_errors, ((skey, Op(DELETE)),))
+            return False
+        return True
 
-    def delete_many(self, skeys: list[str]) -> bool:
+    def delete_many(
+        self, skeys: list[str], *, raise_errors: bool = False, background: bool = False
+    ) -> bool:
         """Delete the keys in one round trip; whether the L2 answered."""
-        result = self._guarded(
-            "delete_many", skeys, _FAILED, self._backend.delete_many, skeys
-        )
-        return result is not _FAILED
+        if background and self._queue([(k, Op(DELETE, fresh=True)) for k in skeys]):
+            return True
+        if self._writer.count:
+            self._writer.claim(skeys)
+        try:
+            self._run("delete_many", skeys, False, self._backend.delete_many, skeys)
+        except Exception as exc:
+            self._write_failed("delete_many", exc, raise_errors, [(k, Op(DELETE)) for k in skeys])
+            return False
+        return True
 
-    def compare_and_set(self, skey: str, expected: bytes, data: bytes) -> bool:
-        """Replace ``expected`` by ``data`` under ``skey`` atomically; whether it did."""
-        done = self._guarded(
-            "compare_and_set", (skey,), False, self._backend.compare_and_set, skey, expected, data
-        )
+    def compare_and_set(
+        self, skey: str, expected: bytes, data: bytes, *, raise_errors: bool = False
+    ) -> bool:
+        """Replace ``expected`` by ``data`` under ``skey`` atomically; whether it did.
+
+        A failed one is queued and replayed as itself (it still only replaces ``expected``).
+        """
+        if self._writer.count:
+            self._writer.claim((skey,))
+        try:
+            done = self._run(
+                CAS, (skey,), False, self._backend.compare_and_set, skey, expected, data
+            )
+        except Exception as exc:
+            op = Op(CAS, data, expected=expected)
+            self._write_failed(CAS, exc, raise_errors, ((skey, op),))
+            return False
         return bool(done)
 
-    def _guarded(
+    def _queue(self, ops: Sequence[tuple[str, Op]]) -> bool:
+        """Hand ``ops`` to the writer (background); False: no room, write them now."""
+        if not self._writer.put(ops, background=True):
+            return False
+        self._dirty = True
+        return True
+
+    # -- the policy -------------------------------------------------------------------------------
+
+    def _run(
         self,
         operation: str,
         keys: Sequence[str],
-        failed: Any,
+        read: bool,
         method: Callable[..., Any],
         *args: Any,
     ) -> Any:
-        """``method(*args)`` through the layers; ``failed`` if the L2 failed (counted)."""
+        """``method(*args)`` through timeout → retry (reads) → breaker → layers; or raise."""
+        timeouts = self._timeouts
+        if timeouts is None:  # resilience=None: the layers and the backend only
+            pending = (
+                self._layered(operation, keys, method, args) if self._layers else method(*args)
+            )
+            result = pending
+            if self._dirty:
+                self._settle()
+            return result
+        breaker = self._breaker
+        token = timeouts.enter()
+        probe = False
+        attempt = 0
         try:
-            result = self._call(operation, keys, lambda: method(*args))
-        except Exception as exc:
-            self._failed(operation, exc)
-            return failed
-        if self._down:
-            self._recovered()
+            while True:
+                try:
+                    if breaker.state is not CLOSED:
+                        probe = breaker.admit()  # raises CircuitOpenError: skipped at once
+                    if self._layers:
+                        result = self._layered(operation, keys, method, args)
+                    else:
+                        result = method(*args)
+                    break
+                except Exception as exc:
+                    if isinstance(exc, CircuitOpenError) or _misuse(exc):
+                        raise
+                    self._dirty = True
+                    breaker.failure(exc, probe)
+                    probe = False
+                    if not read or attempt >= self._retries:
+                        raise
+                    wait = random.uniform(*self._backoff)
+                    if timeouts.time_left(token) <= wait:
+                        raise
+                    attempt += 1
+                    timeouts.pause(wait)
+        except Cancelled:
+            if not timeouts.expired(token):  # the caller was cancelled: not an L2 failure
+                if probe:
+                    breaker.abandon()
+                raise
+            error = DistributedCacheError(
+                f"the distributed cache did not answer {operation} within {timeouts.timeout} s"
+            )
+            error.__cause__ = TimeoutError()
+            self._dirty = True
+            breaker.failure(error, probe)
+            raise error from error.__cause__
+        finally:
+            timeouts.leave(token)
+        if self._dirty:
+            self._settle()
         return result
 
-    def close(self) -> None:
-        """Release the backend's connections (failures are counted, not raised)."""
-        try:
-            self._backend.close()
-        except Exception as exc:
-            self._failed("close", exc)
+    def _layered(
+        self,
+        operation: str,
+        keys: Sequence[str],
+        method: Callable[..., Any],
+        args: tuple[Any, ...],
+    ) -> Any:
+        def call() -> Any:
+            return method(*args)
 
-    def _failed(self, operation: str, exc: Exception) -> None:
-        if isinstance(exc, DataFerryError) and not isinstance(exc, DistributedCacheError):
+        chain: Callable[[], Any] = call
+        for layer in reversed(self._layers):
+            chain = functools.partial(layer.run, operation, keys, chain)
+        return chain()
+
+    def _settle(self) -> None:
+        """After a success following failures or queued writes: recover."""
+        self._breaker.success()
+        if self._down:
+            self._recovered()
+        writer = self._writer
+        self._dirty = bool(writer.count)
+        if writer.count:
+            writer.kick()
+
+    # -- failures ---------------------------------------------------------------------------------
+
+    def _failed(self, operation: str, exc: Exception, raise_errors: bool) -> None:
+        if _misuse(exc):
             raise exc  # a configuration mistake (e.g. no client for this half): the user's
+        self._note_failure(operation, exc)
+        if raise_errors:
+            raise _surfaced(operation, exc)
+
+    def _write_failed(
+        self,
+        operation: str,
+        exc: Exception,
+        raise_errors: bool,
+        ops: Sequence[tuple[str, Op]],
+    ) -> None:
+        if _misuse(exc):
+            raise exc
+        self._note_failure(operation, exc)
+        if self._writer.put(ops, background=False):
+            self._dirty = True
+        if raise_errors:
+            raise _surfaced(operation, exc)
+
+    def _note_failure(self, operation: str, exc: Exception) -> None:
+        """Count a failed (or skipped) L2 call and log the first of an outage."""
+        self._dirty = True
         self._events.emit("distributed_errors", operation=operation, error=type(exc).__name__)
+        if isinstance(exc, CircuitOpenError):
+            return  # skipped at once: the opening was logged, each skip would be noise
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         if not self._down:
             self._down = True
@@ -148,3 +382,32 @@ class DistributedAccessor:
     def _recovered(self) -> None:
         self._down = False
         logger.info("distributed cache answers again")
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write queued L2 writes out (up to ``close_timeout`` s), then release the backend.
+
+        Failures are counted, not raised.
+        """
+        self._writer.close(self._close_timeout)
+        try:
+            self._backend.close()
+        except Exception as exc:
+            self._note_failure("close", exc)
+
+
+def _misuse(exc: Exception) -> bool:
+    """A DataFerryError that is not an L2 failure: a configuration mistake, raised as is."""
+    return isinstance(exc, DataFerryError) and not isinstance(exc, DistributedCacheError)
+
+
+def _surfaced(operation: str, exc: Exception) -> DistributedCacheError:
+    """``exc`` as the DistributedCacheError a caller who asked for errors gets."""
+    if isinstance(exc, DistributedCacheError):
+        return exc  # the backend's, with the driver's exception chained; or CircuitOpenError
+    error = DistributedCacheError(
+        f"the distributed cache failed ({operation}): {type(exc).__name__}: {exc}"
+    )
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,382 @@
+# GENERATED from src/dataferry/_async/_pipeline.py by scripts/unasync.py: do not edit.
+"""The read-and-compute flow of one ``get_or_set`` miss: fail-safe, factory timeouts, refresh.
+
+A :class:`Compute` is the work a single-flight runs for one key (see
+:class:`~dataferry._sync._flight.MissWork`): read L2, else call the factory and store
+its value. Around that plain path it adds, when the call's options ask for it:
+
+- **fail-safe**: a stale value (kept ``fail_safe_max`` past its expiry, in L1 or L2) is served
+  when the factory raises or times out, then treated as fresh for ``fail_safe_throttle``;
+- **factory timeouts**: past ``factory_soft_timeout`` (with a stale value to serve) or
+  ``factory_hard_timeout``, callers stop waiting; the factory finishes in the background and
+  its value is stored then;
+- **refresh** (eager refresh, XFetch): a value past its refresh point is served at once while
+  one background refresh, shared by every caller, computes the next one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from dataferry._callables import Factory
+from dataferry._core import MISS
+from dataferry._errors import DistributedCacheError, FactoryTimeoutError
+from dataferry._freshness import L1Meta, refresh_due, xfetch_due
+from dataferry._resolve import Resolved
+from dataferry._synchronization import TIMED_OUT, Run
+
+if TYPE_CHECKING:
+    from dataferry._sync._facade import DataFerry
+
+__all__ = ["Compute", "Stale", "Staged", "serve_refreshing"]
+
+logger = logging.getLogger("dataferry")
+
+#: What :meth:`Compute.start` returns for a factory run under a timeout.
+_TIMED: Any = type("_Timed", (), {"__repr__": lambda self: "TIMED"})()
+
+
+class Staged:
+    """An L2 write left to do: ``data`` under ``skey`` for ``ttl`` s (``data`` None: delete).
+
+    ``opts`` are the call's options (whether L2 errors raise, whether the write may happen in
+    the background).
+    """
+
+    __slots__ = ("background", "data", "opts", "skey", "ttl")
+
+    def __init__(self, skey: str, data: bytes | None, ttl: float, opts: Resolved) -> None:
+        self.skey = skey
+        self.data = data
+        self.ttl = ttl
+        self.opts = opts
+        #: Write in the background (the option, or the L2 read of this flight failed).
+        self.background = opts.background_distributed_writes
+
+
+class Stale:
+    """A value past its expiry, still kept for fail-safe."""
+
+    __slots__ = ("created_at", "logical_expiry", "tags", "value")
+
+    def __init__(
+        self, value: Any, created_at: float, logical_expiry: float, tags: tuple[str, ...]
+    ) -> None:
+        self.value = value
+        self.created_at = created_at
+        self.logical_expiry = logical_expiry
+        self.tags = tags
+
+
+def serve_refreshing(
+    cache: DataFerry,
+    skey: str,
+    opts: Resolved,
+    type: Any,
+    factory: Factory[Any] | None,
+    tags: tuple[str, ...],
+) -> tuple[Any, Stale | None]:
+    """The L1 miss path's look at what L1 still keeps of ``skey``.
+
+    Returns ``(value, None)`` for a value past its refresh point but not its expiry (served;
+    a background refresh starts when ``factory`` is given), else ``(MISS, stale)`` with the
+    fail-safe candidate L1 holds (or None).
+    """
+    memory = cache._core.memory
+    if memory is None or opts.skip_memory:
+        return MISS, None
+    found = memory.get_stale(skey)
+    if found is None:
+        return MISS, None
+    value, meta, fresh = found
+    if not isinstance(meta, L1Meta):
+        return MISS, None
+    now = time.time()
+    if fresh or refresh_due(meta, now):
+        if factory is not None and not fresh:
+            start_refresh(cache, skey, factory, opts, tags, type)
+        typed = value if type is None else cache._core.typed(value, meta, type)
+        if typed is not MISS:
+            return typed, None
+    if opts.fail_safe and meta.logical_expiry + opts.stale_window > now:
+        return MISS, Stale(value, meta.created_at, meta.logical_expiry, meta.tags)
+    return MISS, None
+
+
+def start_refresh(
+    cache: DataFerry,
+    skey: str,
+    factory: Factory[Any],
+    opts: Resolved,
+    tags: tuple[str, ...],
+    type: Any,
+) -> None:
+    """Start one background refresh of ``skey`` unless one is running already."""
+    core = cache._core
+    refreshing = core.refreshing
+    if skey in refreshing or cache._runtime.closed:
+        return
+    refreshing.add(skey)  # a race may start two refreshes; the flight still runs one factory
+    core.events.refreshes += 1
+    try:
+        cache._runtime.background(_refresh, cache, skey, factory, opts, tags, type)
+    except Exception:  # the cache closed under us: nothing to refresh for
+        refreshing.discard(skey)
+
+
+def _refresh(
+    cache: DataFerry,
+    skey: str,
+    factory: Factory[Any],
+    opts: Resolved,
+    tags: tuple[str, ...],
+    type: Any,
+) -> None:
+    core = cache._core
+    try:
+        # Not through the key's flight: a refresh may start inside that flight's L2 read (it
+        # would join its own caller), and core.refreshing already allows one per key.
+        work = Compute(cache, skey, factory, opts, tags, type, None, refresh=True)
+        if work.read() is MISS:
+            begun = work.start()
+            if isinstance(begun, tuple):
+                work.finish(begun[1])
+            else:
+                work.complete(begun)
+    except Exception as exc:
+        # The old value stays (fresh until its expiry), so a failing factory isn't called
+        # again on every read until then.
+        logger.warning("background refresh of %r failed: %r", skey, exc)
+        _keep_until_expiry(cache, skey)
+    finally:
+        core.refreshing.discard(skey)
+
+
+def _keep_until_expiry(cache: DataFerry, skey: str) -> None:
+    memory = cache._core.memory
+    found = None if memory is None else memory.get_stale(skey)
+    if memory is None or found is None:
+        return
+    value, meta, _ = found
+    if not isinstance(meta, L1Meta):
+        return
+    now = time.time()
+    if meta.logical_expiry > now:
+        keep = L1Meta(meta.created_at, meta.logical_expiry, meta.tags, meta.type)
+        stale_ttl = max(meta.l1_until, meta.logical_expiry) - meta.logical_expiry
+        memory.set(skey, value, meta.logical_expiry - now, meta=keep, stale_ttl=stale_ttl)
+
+
+class Compute:
+    """The miss work of one ``get_or_set`` call, run by its flight (see MissWork)."""
+
+    __slots__ = (
+        "_cache",
+        "_factory",
+        "_l2_failed",
+        "_opts",
+        "_refresh",
+        "_skey",
+        "_t0",
+        "_tags",
+        "_type",
+        "stale",
+    )
+
+    def __init__(
+        self,
+        cache: DataFerry,
+        skey: str,
+        factory: Factory[Any],
+        opts: Resolved,
+        tags: tuple[str, ...],
+        type: Any,
+        stale: Stale | None,
+        *,
+        refresh: bool = False,
+    ) -> None:
+        self._cache = cache
+        self._skey = skey
+        self._factory = factory
+        self._opts = opts
+        self._tags = tags
+        self._type = type
+        self._refresh = refresh
+        self._l2_failed = False
+        self._t0 = 0.0
+        #: The fail-safe candidate: the newest stale value found in L1 or L2.
+        self.stale = stale
+
+    # -- the flight's phases ------------------------------------------------------------------
+
+    def _get(self) -> bytes | None:
+        # The L2 read; when it failed, the write of the computed value goes in the background
+        # (queued for recovery), so a caller pays at most one L2 timeout, not two.
+        l2 = self._cache._l2
+        assert l2 is not None
+        try:
+            return l2.get(self._skey, raise_errors=True)
+        except DistributedCacheError:
+            if self._opts.raise_distributed_errors:
+                raise
+            self._l2_failed = True
+            return None
+
+    def read(self) -> Any:
+        opts = self._opts
+        cache = self._cache
+        l2 = cache._l2
+        if l2 is None or opts.skip_distributed:
+            return MISS
+        core = cache._core
+        skey = self._skey
+        data = self._get()
+        if not opts.fail_safe and not opts.refreshes:
+            dec = core.fresh(skey, data, cache._tenant, self._type)
+            if dec is MISS:
+                return MISS
+            assert data is not None
+            cache._fill_l1(skey, dec, opts, self._type, len(data), time.time(), 0.0)
+            return dec.value
+        dec = None if data is None else core.decode(skey, data, cache._tenant, self._type)
+        now = time.time()
+        if dec is not None and data is not None:
+            if dec.logical_expiry > now:
+                plan = cache._fill_l1(skey, dec, opts, self._type, len(data), now, core.cost)
+                due = plan.refresh_now if plan is not None else self._due(dec, now)
+                if not self._refresh:
+                    core.events.distributed_hits += 1
+                    if due:
+                        self._start_refresh()
+                    return dec.value
+                if not due:  # another node refreshed it already
+                    return dec.value
+            elif opts.fail_safe and dec.logical_expiry + opts.stale_window > now:
+                stale = self.stale
+                if stale is None or dec.created_at > stale.created_at:
+                    self.stale = Stale(dec.value, dec.created_at, dec.logical_expiry, dec.tags)
+        if not self._refresh:
+            core.events.distributed_misses += 1
+        return MISS
+
+    def _due(self, dec: Any, now: float) -> bool:
+        # Refresh due for an entry read from L2 without an L1 to plan it in.
+        opts = self._opts
+        eager = opts.eager_refresh
+        if eager is not None and now >= dec.created_at + eager * (
+            dec.logical_expiry - dec.created_at
+        ):
+            return True
+        return xfetch_due(dec.logical_expiry, self._cache._core.cost, opts.early_expiration, now)
+
+    def _start_refresh(self) -> None:
+        start_refresh(self._cache, self._skey, self._factory, self._opts, self._tags, self._type)
+
+    def start(self) -> Any:
+        opts = self._opts
+        if opts.timed and (opts.factory_hard_timeout is not None or self.stale is not None):
+            return _TIMED
+        cache = self._cache
+        events = cache._core.events
+        events.factory_calls += 1
+        self._t0 = time.perf_counter()
+        try:
+            result = cache._runtime.begin(self._factory)
+        except Exception as exc:
+            events.factory_errors += 1
+            return self._fall_back(exc, "factory_error"), None
+        if inspect.isawaitable(result):
+            return result
+        return self._stage(result)
+
+    def finish(self, staged: Staged | None) -> None:
+        self._cache._commit(staged)
+
+    def complete(self, pending: Any) -> Any:
+        if pending is _TIMED:
+            return self._timed()
+        try:
+            result = pending
+        except Exception as exc:
+            self._cache._core.events.factory_errors += 1
+            return self._fall_back(exc, "factory_error")
+        value, staged = self._stage(result)
+        self._cache._commit(staged)
+        return value
+
+    # -- timeouts and fail-safe -----------------------------------------------------------------
+
+    def _timed(self) -> Any:
+        cache = self._cache
+        opts = self._opts
+        events = cache._core.events
+        events.factory_calls += 1
+        self._t0 = time.perf_counter()
+        run = cache._runtime.start(self._factory)
+        soft = opts.factory_soft_timeout if self.stale is not None else None
+        hard = opts.factory_hard_timeout
+        limit = soft if hard is None else hard if soft is None else min(soft, hard)
+        try:
+            result = run.wait(limit)
+        except Exception as exc:
+            events.factory_errors += 1
+            return self._fall_back(exc, "factory_error")
+        if result is TIMED_OUT:
+            events.factory_timeouts += 1
+            run.then(self._finish_late)
+            reason = "soft_timeout" if limit == soft else "hard_timeout"
+            timeout = FactoryTimeoutError(
+                f"the factory of {self._skey!r} did not finish within {limit} s; "
+                "it goes on in the background and its value will be cached"
+            )
+            return self._fall_back(timeout, reason)
+        value, staged = self._stage(result)
+        cache._commit(staged)
+        return value
+
+    def _finish_late(self, run: Run) -> None:
+        """Store the value of a factory that finished after its callers stopped waiting."""
+        try:
+            result = run.wait(None)
+        except Exception as exc:
+            self._cache._core.events.factory_errors += 1
+            logger.warning("factory of %r failed after its timeout: %r", self._skey, exc)
+            return
+        _, staged = self._stage(result)
+        self._cache._commit(staged)
+
+    def _fall_back(self, exc: Exception, reason: str) -> Any:
+        """Serve the stale value for a failed or late factory, or raise ``exc``."""
+        stale = self.stale
+        if stale is None or not self._opts.fail_safe:
+            raise exc
+        cache = self._cache
+        core = cache._core
+        core.events.emit("failsafe_activations", key=self._skey, reason=reason)
+        logger.warning("serving a stale value of %r (fail-safe: %s)", self._skey, reason)
+        memory = core.memory
+        opts = self._opts
+        if memory is not None and not opts.skip_memory and not cache._runtime.closed:
+            # Throttle: the stale value counts as fresh here for a while, so a broken data
+            # source is asked again at most once per fail_safe_throttle.
+            now = time.time()
+            keep = stale.logical_expiry + opts.stale_window - now
+            throttle = min(opts.fail_safe_throttle, max(keep, 0.0))
+            if throttle > 0:
+                meta = L1Meta(stale.created_at, stale.logical_expiry, stale.tags, None)
+                memory.set(self._skey, stale.value, throttle, meta=meta, stale_ttl=keep - throttle)
+        return stale.value
+
+    def _stage(self, result: Any) -> tuple[Any, Staged | None]:
+        cache = self._cache
+        core = cache._core
+        cost = time.perf_counter() - self._t0
+        core.record_cost(cost)
+        value, opts, tags = core.adapt(result, self._opts, self._tags)
+        staged = cache._stage(self._skey, value, opts, tags, strict=False, cost=cost)
+        if staged is not None and self._l2_failed:
+            staged.background = True
+        return value, staged
