@@ -90,9 +90,9 @@ async def test_async_frozen_redis_costs_one_timeout_then_nothing(redis_server: R
         assert time.monotonic() - resumed < COOLDOWN + 1.0 + MARGIN
         stop.set()
         await asyncio.gather(*tasks)
-    # A get_or_set miss makes two L2 calls (read, then write): each is bounded by the timeout,
-    # and the breaker opens after the first wave of timeouts.
-    assert max(worst) < 2 * TIMEOUT + MARGIN
+    # One timeout at most: a get_or_set whose read timed out writes in the background, and
+    # the breaker opens after the first wave of timeouts.
+    assert max(worst) < TIMEOUT + MARGIN
     assert cache.stats().circuit_breaks >= 1
 
 
@@ -136,7 +136,7 @@ def test_sync_frozen_redis_costs_one_timeout_then_nothing(redis_server: RedisSer
         assert time.monotonic() - resumed < COOLDOWN + 1.0 + MARGIN
         stop.set()
     assert errors == []
-    assert max(worst) < 2 * TIMEOUT + MARGIN
+    assert max(worst) < TIMEOUT + MARGIN  # one timeout at most (see above)
 
 
 async def test_a_remove_while_redis_is_frozen_is_applied_after_it_resumes(
