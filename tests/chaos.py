@@ -174,14 +174,87 @@ def sync_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+class AsyncReading:
+    """Runs ``fn()`` (a cache call) in the background: a task here, a thread in the sync twin."""
+
+    def __init__(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        self._task = asyncio.ensure_future(fn())
+
+    async def result(self) -> Any:
+        return await asyncio.wait_for(self._task, 10)
+
+
+class Reading:
+    """Thread twin of :class:`AsyncReading`."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._out: list[Any] = []
+        self._thread = threading.Thread(target=lambda: self._out.append(fn()))
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join(10)
+        assert self._out, "the background call never finished"
+        return self._out[0]
+
+
+class HoldAfter:
+    """Lets the chosen L2 reads reach Redis, then holds their answer until :meth:`release`.
+
+    A read that began before another node's write comes back with the old value late: the race
+    that versioned invalidation closes.
+    """
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.answered = threading.Event()
+        self._release = threading.Event()
+
+    def release(self) -> None:
+        self._release.set()
+
+    async def arun(
+        self, operation: str, keys: Sequence[str], call: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        result = await call()
+        if operation == "get" and self.holding:
+            self.holding = False
+            self.answered.set()
+            await wait_event(self._release)
+        return result
+
+    def run(self, operation: str, keys: Sequence[str], call: Callable[[], Any]) -> Any:
+        result = call()
+        if operation == "get" and self.holding:
+            self.holding = False
+            self.answered.set()
+            assert self._release.wait(10)
+        return result
+
+
+async def async_wait(event: threading.Event, timeout: float = 10.0) -> None:
+    """Await a threading.Event (set by another thread) without blocking the loop for long."""
+    await wait_event(event, timeout)
+
+
+def sync_wait(event: threading.Event, timeout: float = 10.0) -> None:
+    """Thread twin of :func:`async_wait`."""
+    assert event.wait(timeout), "timed out waiting for the event"
+
+
 __all__ = [
     "AsyncLatch",
+    "AsyncReading",
     "Faults",
     "Gate",
+    "HoldAfter",
     "Latch",
+    "Reading",
     "async_until",
+    "async_wait",
     "count_events",
     "df",
     "sync_until",
+    "sync_wait",
     "wait_event",
 ]

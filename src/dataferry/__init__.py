@@ -5,7 +5,13 @@ private and may change without notice.
 """
 
 from dataferry._async._facade import AsyncDataFerry
-from dataferry._backends import DistributedCache, RedisCache, SQLiteCache
+from dataferry._backends import (
+    Backplane,
+    DistributedCache,
+    RedisBackplane,
+    RedisCache,
+    SQLiteCache,
+)
 from dataferry._builder import Builder
 from dataferry._codec import (
     AesGcmEncryptor,
@@ -46,6 +52,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AesGcmEncryptor",
     "AsyncDataFerry",
+    "Backplane",
     "Builder",
     "CacheClosedError",
     "CircuitOpenError",
@@ -76,6 +83,7 @@ __all__ = [
     "NotGiven",
     "PayloadTooLargeError",
     "PickleSerializer",
+    "RedisBackplane",
     "RedisCache",
     "Resilience",
     "SQLiteCache",

@@ -7,6 +7,7 @@ control flow; everything else lives here once.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Iterable
@@ -28,7 +29,7 @@ from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions, seconds
 from dataferry._resolve import Resolved, Resolver
 
-__all__ = ["CLOSED_MEMORY", "DEFAULT", "MISS", "Core", "L1Meta", "logger"]
+__all__ = ["CLOSED_MEMORY", "DEFAULT", "MISS", "Core", "L1Meta", "Versions", "logger"]
 
 logger = logging.getLogger("dataferry")
 
@@ -57,6 +58,53 @@ class _ClosedMemory:
 CLOSED_MEMORY: Any = _ClosedMemory()
 
 
+class Versions:
+    """Invalidation versions per storage key, so a slow L2 read never refills L1 with old data.
+
+    Every local write and every invalidation received from the backplane bumps its key's
+    version; a read notes :meth:`current` before it asks L2, and fills L1 only if the key was
+    not invalidated since (:meth:`fill_ok`). The table is bounded: keys that fall out of it
+    leave their version in a floor that every key is compared with (a refused fill is only a
+    lost L1 fill, never a wrong value). :meth:`distrust` refuses every fill begun before it.
+    """
+
+    __slots__ = ("_floor", "_keys", "_last", "_limit", "_lock")
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._keys: dict[str, int] = {}
+        self._last = 0
+        self._floor = 0
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def current(self) -> int:
+        """The latest version handed out (a read in progress compares with it)."""
+        return self._last
+
+    def bump(self, skey: str) -> int:
+        """Record an invalidation of ``skey``; return its version."""
+        with self._lock:
+            self._last = version = self._last + 1
+            keys = self._keys
+            keys.pop(skey, None)
+            keys[skey] = version
+            if len(keys) > self._limit:
+                oldest = next(iter(keys))
+                self._floor = keys.pop(oldest)
+            return version
+
+    def fill_ok(self, skey: str, started: int) -> bool:
+        """Whether an L2 read of ``skey`` begun at version ``started`` may fill L1."""
+        return self._keys.get(skey, self._floor) <= started
+
+    def distrust(self) -> None:
+        """Refuse the L1 fill of every read begun before now."""
+        with self._lock:
+            self._last += 1
+            self._floor = self._last
+            self._keys.clear()
+
+
 class Core:
     """Components and defaults shared by one cache and all of its tenant views."""
 
@@ -71,6 +119,7 @@ class Core:
         "namespace",
         "refreshing",
         "resolver",
+        "versions",
         "views",
     )
 
@@ -115,11 +164,26 @@ class Core:
         self.events = CacheEvents()
         # The root cache and its tenant views, so closing the cache closes every view.
         self.views: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.versions = Versions()
         # Storage keys with a background refresh running (eager refresh, XFetch): one each.
         self.refreshing: set[str] = set()
         # A moving average of factory durations (seconds): XFetch's cost for entries that
         # this process read from L2 rather than computed.
         self.cost = 0.0
+
+    def invalidate(self, skey: str) -> None:
+        """Another node changed ``skey``: drop it from L1, refuse fills of reads begun before."""
+        self.versions.bump(skey)
+        memory = self.memory
+        if memory is not None:
+            memory.remove(skey)
+
+    def distrust(self) -> None:
+        """L1 may have missed invalidations: empty it, refuse fills of reads begun before."""
+        self.versions.distrust()
+        memory = self.memory
+        if memory is not None:
+            memory.clear()
 
     def record_cost(self, seconds: float) -> None:
         """Fold one factory duration into the moving average of :attr:`cost`."""

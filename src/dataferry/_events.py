@@ -35,6 +35,8 @@ COUNTERS = (
     "distributed_errors",
     "decode_errors",
     "backplane_messages",
+    "backplane_sent",
+    "backplane_dropped",
     "payload_too_large",
     "circuit_breaks",
     "recovery_replays",
@@ -72,6 +74,8 @@ class CacheEvents:
     distributed_errors: int
     decode_errors: int
     backplane_messages: int
+    backplane_sent: int
+    backplane_dropped: int
     payload_too_large: int
     circuit_breaks: int
     recovery_replays: int
@@ -178,6 +182,8 @@ class Stats:
     distributed_errors: int = 0
     decode_errors: int = 0
     backplane_messages: int = 0
+    backplane_sent: int = 0
+    backplane_dropped: int = 0
     payload_too_large: int = 0
     circuit_breaks: int = 0
     recovery_pending: int = 0

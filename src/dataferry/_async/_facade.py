@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from typing_extensions import Self
 
+from dataferry._async._backplane import Action, AsyncBackplaneAccessor
 from dataferry._async._flight import AsyncSingleFlight
 from dataferry._async._l2 import AsyncDistributedAccessor
 from dataferry._async._pipeline import AsyncCompute, Staged, serve_refreshing
-from dataferry._backends import DistributedCache
+from dataferry._backends import Backplane, DistributedCache
 from dataferry._callables import AsyncFactory, AsyncLoadMany
 from dataferry._codec import Codec, Decoded
 from dataferry._core import CLOSED_MEMORY, DEFAULT, MISS, Core
@@ -76,6 +77,9 @@ class AsyncDataFerry:
         resilience: How L2 calls are protected: timeout, retries for reads, circuit breaker,
             auto-recovery of failed writes (default: :class:`Resilience` with its defaults;
             ``None`` turns all of it off). See :class:`Resilience`.
+        backplane: Keeps the L1s of a fleet coherent (:class:`RedisBackplane`): after each
+            write, remove or expire, the other nodes of the namespace drop the key from their
+            L1. One backplane per cache; the cache starts it now and closes it with itself.
 
     L1 hands every caller the same object: treat cached values as immutable (or build the
     MemoryCache with ``copy_on_read=True``). ``None`` is a value and is cached.
@@ -92,6 +96,7 @@ class AsyncDataFerry:
 
     __slots__ = (
         "__weakref__",
+        "_bp",
         "_core",
         "_flights",
         "_l2",
@@ -117,6 +122,7 @@ class AsyncDataFerry:
         close_timeout: float = 5.0,
         raise_distributed_errors: bool = False,
         resilience: Resilience | None = DEFAULT_RESILIENCE,
+        backplane: Backplane | None = None,
     ) -> None:
         if not isinstance(raise_distributed_errors, bool):
             raise ConfigurationError(
@@ -150,7 +156,14 @@ class AsyncDataFerry:
                 core.l2, layers, core.events, policy, runtime.close_timeout
             )
         flights = AsyncSingleFlight(core.events, runtime, core.join_timeout)
-        self._bind(core, runtime, accessor, flights, None)
+        bp = None
+        if backplane is not None:
+            if not isinstance(backplane, Backplane):
+                raise ConfigurationError(f"backplane must be a Backplane, got {backplane!r}")
+            bp = AsyncBackplaneAccessor(backplane, core)
+        self._bind(core, runtime, accessor, flights, None, bp)
+        if bp is not None:
+            bp.start()
 
     def _bind(
         self,
@@ -159,8 +172,10 @@ class AsyncDataFerry:
         l2: AsyncDistributedAccessor | None,
         flights: AsyncSingleFlight,
         tenant: str | None,
+        bp: AsyncBackplaneAccessor | None,
     ) -> None:
         self._core = core
+        self._bp = bp
         self._runtime = runtime
         self._l2 = l2
         self._flights = flights
@@ -191,7 +206,7 @@ class AsyncDataFerry:
         """
         check_tenant(tenant_id)
         view = object.__new__(type(self))
-        view._bind(self._core, self._runtime, self._l2, self._flights, tenant_id)
+        view._bind(self._core, self._runtime, self._l2, self._flights, tenant_id, self._bp)
         return view
 
     @property
@@ -262,6 +277,8 @@ class AsyncDataFerry:
         await runtime.aclose()
         if self._l2 is not None:
             await self._l2.aclose()
+        if self._bp is not None:
+            await self._bp.aclose()
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -401,12 +418,13 @@ class AsyncDataFerry:
         l2 = self._l2
         if l2 is None or opts.skip_distributed:
             return MISS
+        started = self._core.versions.current()
         data = await l2.get(skey, raise_errors=opts.raise_distributed_errors)
         dec = self._core.fresh(skey, data, self._tenant, type)
         if dec is MISS:
             return MISS
         assert data is not None
-        self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0)
+        self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0, started)
         return dec.value
 
     def _fill_l1(
@@ -418,10 +436,16 @@ class AsyncDataFerry:
         size: int,
         now: float,
         cost: float,
+        started: int,
     ) -> L1Plan | None:
-        """Put an entry read from L2 in L1; return how (None: not put in L1)."""
-        memory = self._core.memory
-        if memory is None or opts.skip_memory:
+        """Put an entry read from L2 in L1; return how (None: not put in L1).
+
+        ``started`` is the invalidation version noted before the read: if the key was written
+        or invalidated since, the value read may be the one replaced, and is not put in L1.
+        """
+        core = self._core
+        memory = core.memory
+        if memory is None or opts.skip_memory or not core.versions.fill_ok(skey, started):
             return None
         plan = plan_l1(opts, dec.created_at, dec.logical_expiry, dec.tags, type, now, cost)
         memory.set(
@@ -583,12 +607,13 @@ class AsyncDataFerry:
         l2 = self._l2
         if l2 is None or opts.skip_distributed or not skeys:
             return {}
+        started = self._core.versions.current()
         blobs = await l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
         found = self._core.fresh_many(skeys, blobs, self._tenant, type)
         if self._core.memory is not None and not opts.skip_memory:
             now = time.time()
             for skey, dec, size in found:
-                self._fill_l1(skey, dec, opts, type, size, now, 0.0)
+                self._fill_l1(skey, dec, opts, type, size, now, 0.0, started)
         return {skey: dec.value for skey, dec, _ in found}
 
     async def get_or_set_many(
@@ -708,6 +733,7 @@ class AsyncDataFerry:
         core = self._core
         memory = None if opts.skip_memory else core.memory
         use_l2 = self._l2 is not None and not opts.skip_distributed
+        core.versions.bump(skey)  # a read begun before this write must not refill L1
         if opts.ttl <= 0:  # "do not cache": drop any old value so it isn't served
             if memory is not None:
                 memory.remove(skey)
@@ -758,6 +784,9 @@ class AsyncDataFerry:
                 raise_errors=raise_errors,
                 background=background,
             )
+        if self._bp is not None:
+            action = Action.REMOVE if staged.data is None else Action.SET
+            await self._bp.publish(action, (staged.skey,))
 
     async def set_many(
         self,
@@ -794,6 +823,8 @@ class AsyncDataFerry:
             await self._delete(list(values), opts)
             return
         core = self._core
+        for skey in values:
+            core.versions.bump(skey)
         now = time.time()
         ttl = opts.logical_ttl()
         expiry = now + ttl
@@ -834,6 +865,8 @@ class AsyncDataFerry:
                 raise_errors=opts.raise_distributed_errors,
                 background=opts.background_distributed_writes,
             )
+            if self._bp is not None:
+                await self._bp.publish(Action.SET, [s for s, _, _ in batch])
 
     async def remove(self, key: str, *, options: EntryOptions | None = None) -> None:
         """Remove ``key`` from L1 and L2."""
@@ -852,19 +885,24 @@ class AsyncDataFerry:
         await self._delete([skey for _, skey in pairs], core.resolve(None, options))
 
     async def _delete(self, skeys: list[str], opts: Resolved) -> None:
-        memory = self._core.memory
-        if memory is not None and not opts.skip_memory:
-            for skey in skeys:
+        core = self._core
+        memory = core.memory
+        for skey in skeys:
+            core.versions.bump(skey)
+            if memory is not None and not opts.skip_memory:
                 memory.remove(skey)
-        l2 = self._l2
-        if l2 is None or opts.skip_distributed or not skeys:
+        if opts.skip_distributed or not skeys:
             return
-        raise_errors = opts.raise_distributed_errors
-        background = opts.background_distributed_writes
-        if len(skeys) == 1:
-            await l2.delete(skeys[0], raise_errors=raise_errors, background=background)
-        else:
-            await l2.delete_many(skeys, raise_errors=raise_errors, background=background)
+        l2 = self._l2
+        if l2 is not None:
+            raise_errors = opts.raise_distributed_errors
+            background = opts.background_distributed_writes
+            if len(skeys) == 1:
+                await l2.delete(skeys[0], raise_errors=raise_errors, background=background)
+            else:
+                await l2.delete_many(skeys, raise_errors=raise_errors, background=background)
+        if self._bp is not None:
+            await self._bp.publish(Action.REMOVE, skeys)
 
     async def expire(self, key: str, *, options: EntryOptions | None = None) -> None:
         """Mark ``key`` stale: readers miss, but L2 keeps it (for fail-safe) until its TTL ends.
@@ -877,10 +915,20 @@ class AsyncDataFerry:
         skey = core.storage_key(self._prefix, key)
         opts = core.resolve(None, options)
         memory = core.memory
+        core.versions.bump(skey)
         if memory is not None and not opts.skip_memory:
             memory.remove(skey)
+        if opts.skip_distributed:
+            return
+        await self._expire_l2(skey, opts)
+        if self._bp is not None:
+            await self._bp.publish(Action.EXPIRE, (skey,))
+
+    async def _expire_l2(self, skey: str, opts: Resolved) -> None:
+        """Rewrite the L2 entry of ``skey`` as stale (see :meth:`expire`)."""
+        core = self._core
         l2 = self._l2
-        if l2 is None or opts.skip_distributed:
+        if l2 is None:
             return
         raise_errors = opts.raise_distributed_errors
         try:

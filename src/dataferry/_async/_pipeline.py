@@ -232,19 +232,22 @@ class AsyncCompute:
             return MISS
         core = cache._core
         skey = self._skey
+        started = core.versions.current()
         data = await self._get()
         if not opts.fail_safe and not opts.refreshes:
             dec = core.fresh(skey, data, cache._tenant, self._type)
             if dec is MISS:
                 return MISS
             assert data is not None
-            cache._fill_l1(skey, dec, opts, self._type, len(data), time.time(), 0.0)
+            cache._fill_l1(skey, dec, opts, self._type, len(data), time.time(), 0.0, started)
             return dec.value
         dec = None if data is None else core.decode(skey, data, cache._tenant, self._type)
         now = time.time()
         if dec is not None and data is not None:
             if dec.logical_expiry > now:
-                plan = cache._fill_l1(skey, dec, opts, self._type, len(data), now, core.cost)
+                plan = cache._fill_l1(
+                    skey, dec, opts, self._type, len(data), now, core.cost, started
+                )
                 due = plan.refresh_now if plan is not None else self._due(dec, now)
                 if not self._refresh:
                     core.events.distributed_hits += 1

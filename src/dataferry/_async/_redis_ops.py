@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import NoScriptError
 
+from dataferry._backends._locks import check_lock
 from dataferry._backends._loops import async_loop_key
 from dataferry._errors import DistributedCacheError
 
@@ -35,6 +36,25 @@ return 0
 """
 CAS_SHA = hashlib.sha1(CAS_SCRIPT.encode()).hexdigest()
 
+# The lock scripts: KEYS[1] = the lock's key, ARGV[1] = the caller's token. Compare and act in
+# one step, so a holder whose lock expired and was taken by another never releases (or
+# extends) the new holder's lock. One key each, so they run on a cluster too.
+RELEASE_SCRIPT = """\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+RELEASE_SHA = hashlib.sha1(RELEASE_SCRIPT.encode()).hexdigest()
+# ARGV[2] = the new TTL in milliseconds, counted from now.
+EXTEND_SCRIPT = """\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+EXTEND_SHA = hashlib.sha1(EXTEND_SCRIPT.encode()).hexdigest()
+
 
 def failed(command: str, exc: BaseException) -> DistributedCacheError:
     """The :class:`DistributedCacheError` to raise (``from exc``) when ``command`` failed."""
@@ -45,6 +65,18 @@ def _px(ttl: float) -> int:
     # Redis expiries are whole milliseconds; a positive TTL must never round down to 0 (an error).
     ms = int(ttl * 1000)
     return ms if ms > 0 else 1
+
+
+async def _evalsha(
+    client: AsyncRedisClient, script: str, sha: str, key: str, *args: bytes | int
+) -> Any:
+    """Run a one-key Lua script by its SHA, loading it on the first ``NOSCRIPT``."""
+    try:
+        return await client.evalsha(sha, 1, key, *args)
+    except NoScriptError:
+        # A new or restarted server, or a failover, or SCRIPT FLUSH.
+        await client.script_load(script)
+        return await client.evalsha(sha, 1, key, *args)
 
 
 class AsyncRedisOps:
@@ -124,12 +156,7 @@ class AsyncRedisOps:
         if client is None:
             client = self._async_connect()
         try:
-            try:
-                done = await client.evalsha(CAS_SHA, 1, key, expected, value)
-            except NoScriptError:
-                # A new or restarted server, or a failover, or SCRIPT FLUSH.
-                await client.script_load(CAS_SCRIPT)
-                done = await client.evalsha(CAS_SHA, 1, key, expected, value)
+            done = await _evalsha(client, CAS_SCRIPT, CAS_SHA, key, expected, value)
         except Exception as exc:
             raise failed("EVALSHA (compare-and-set)", exc) from exc
         return bool(done)
@@ -166,3 +193,52 @@ class AsyncRedisOps:
             return int(await client.delete(*keys))
         except Exception as exc:
             raise failed("DEL", exc) from exc
+
+    async def aacquire_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Take the lock ``name`` for ``ttl`` seconds if it is free (``SET name token NX PX``).
+
+        Return whether this call took it. A lock expires on its own after ``ttl`` (a crashed
+        holder never blocks the others for longer). ``name`` is a plain key: on a cluster, hash-
+        tag it to put it in the slot of the key it guards.
+        """
+        check_lock(name, token, ttl)
+        client = self._async_clients.get(async_loop_key())
+        if client is None:
+            client = self._async_connect()
+        try:
+            # SET ... NX answers OK when it set the key, nil when the key exists.
+            return bool(await client.set(name, token, nx=True, px=_px(ttl)))
+        except Exception as exc:
+            raise failed("SET NX (lock)", exc) from exc
+
+    async def arelease_lock(self, name: str, token: bytes, /) -> bool:
+        """Free the lock ``name`` if ``token`` still holds it (an atomic compare-and-delete).
+
+        Return whether it did: ``False`` when the lock expired, or was taken by another token
+        since (that lock is left alone).
+        """
+        check_lock(name, token)
+        client = self._async_clients.get(async_loop_key())
+        if client is None:
+            client = self._async_connect()
+        try:
+            done = await _evalsha(client, RELEASE_SCRIPT, RELEASE_SHA, name, token)
+        except Exception as exc:
+            raise failed("EVALSHA (lock release)", exc) from exc
+        return bool(done)
+
+    async def aextend_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Make the lock ``name`` expire ``ttl`` seconds from now if ``token`` still holds it.
+
+        An atomic compare-and-``PEXPIRE``; return whether it did (``False``: the lock expired,
+        or another token holds it).
+        """
+        check_lock(name, token, ttl)
+        client = self._async_clients.get(async_loop_key())
+        if client is None:
+            client = self._async_connect()
+        try:
+            done = await _evalsha(client, EXTEND_SCRIPT, EXTEND_SHA, name, token, _px(ttl))
+        except Exception as exc:
+            raise failed("EVALSHA (lock extend)", exc) from exc
+        return bool(done)

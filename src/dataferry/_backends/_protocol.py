@@ -1,4 +1,4 @@
-"""The contract every L2 backend meets: it moves bytes, nothing else.
+"""The contract every L2 backend meets: it moves bytes and holds expiring locks, nothing else.
 
 A backend has an async half (``a``-prefixed methods, used by :class:`~dataferry.AsyncDataFerry`)
 and a sync half (the same names without the prefix, used by :class:`~dataferry.DataFerry`), so one
@@ -7,7 +7,10 @@ configured backend object serves both facades. Every method raises
 store fails, whatever the driver raised (``Exception``; cancellation and other
 ``BaseException`` pass through); it never raises a driver exception. A method raises
 :class:`~dataferry.ConfigurationError` only for a misuse (a half the backend was not given a
-client for).
+client for), or for arguments it refuses before any I/O (a lock's empty token, a ttl <= 0).
+
+The lock methods (``aacquire_lock``, ``arelease_lock``, ``aextend_lock``) give cross-process
+stampede protection: a named lock with a TTL, owned by a caller-chosen token.
 """
 
 from __future__ import annotations
@@ -58,6 +61,33 @@ class DistributedCache(Protocol):
         """Delete the keys in one round trip; return how many existed."""
         ...
 
+    async def aacquire_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Take the lock ``name`` for ``ttl`` seconds (> 0) if it is free; return whether it did.
+
+        Atomic across every process sharing the store (Redis: ``SET name token NX PX``). A lock
+        whose ``ttl`` ran out is free, so a holder that crashed blocks nobody for longer.
+        ``token`` (non-empty ``bytes``, 16+ random bytes chosen by the caller) is the proof of
+        ownership that :meth:`arelease_lock` and :meth:`aextend_lock` check. Locks live apart
+        from the cached entries (in Redis, ``name`` is a plain key: hash-tag it on a cluster).
+        """
+        ...
+
+    async def arelease_lock(self, name: str, token: bytes, /) -> bool:
+        """Free the lock ``name`` if ``token`` holds it; return whether it did.
+
+        Atomic compare-and-delete: a lock that expired, or that another token took since, is
+        left as it is and the call returns ``False``.
+        """
+        ...
+
+    async def aextend_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Make the lock ``name`` expire ``ttl`` seconds from now if ``token`` holds it.
+
+        Atomic compare-and-expire; return whether it did (``False``: the lock expired or
+        another token holds it, and nothing changed).
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release the async connections."""
         ...
@@ -92,6 +122,18 @@ class DistributedCache(Protocol):
 
     def delete_many(self, keys: Sequence[str], /) -> int:
         """Sync :meth:`adelete_many`."""
+        ...
+
+    def acquire_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Sync :meth:`aacquire_lock`."""
+        ...
+
+    def release_lock(self, name: str, token: bytes, /) -> bool:
+        """Sync :meth:`arelease_lock`."""
+        ...
+
+    def extend_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Sync :meth:`aextend_lock`."""
         ...
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from dataferry._backends._locks import check_lock
 from dataferry._errors import ConfigurationError, DistributedCacheError
 
 try:
@@ -29,18 +30,35 @@ logger = logging.getLogger("dataferry")
 _T = TypeVar("_T")
 
 _TABLE = "dataferry_cache"
+# The distributed locks, apart from the entries: a lock is not a value (get() never sees it,
+# set() never overwrites it). Small: a row per lock held, or left by a holder that crashed.
+_LOCKS = "dataferry_locks"
 # SQLite builds before 3.32 allow 999 bound variables per statement; stay well under.
 _CHUNK = 500
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {_TABLE} "
     "(key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at REAL NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS {_TABLE}_expires_at ON {_TABLE} (expires_at)",
+    f"CREATE TABLE IF NOT EXISTS {_LOCKS} "
+    "(name TEXT PRIMARY KEY, token BLOB NOT NULL, expires_at REAL NOT NULL)",
 )
 _GET = f"SELECT value FROM {_TABLE} WHERE key = ? AND expires_at > ?"
 _SET = f"INSERT OR REPLACE INTO {_TABLE} (key, value, expires_at) VALUES (?, ?, ?)"
 _CAS = f"UPDATE {_TABLE} SET value = ? WHERE key = ? AND value = ? AND expires_at > ?"
 _DELETE = f"DELETE FROM {_TABLE} WHERE key = ? AND expires_at > ?"
 _PURGE = f"DELETE FROM {_TABLE} WHERE expires_at <= ?"
+# Take a lock: insert it, or take over a row whose holder's time ran out (an UPSERT, SQLite
+# 3.24+). One statement, so atomic against every connection and process: it changes a row
+# (rowcount 1) only if the lock was free. Parameters: name, token, expires_at, now.
+_LOCK_ACQUIRE = (
+    f"INSERT INTO {_LOCKS} (name, token, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at "
+    f"WHERE {_LOCKS}.expires_at <= ?"
+)
+# An expired lock is free, as in Redis: its former holder can neither release nor extend it.
+_LOCK_RELEASE = f"DELETE FROM {_LOCKS} WHERE name = ? AND token = ? AND expires_at > ?"
+_LOCK_EXTEND = f"UPDATE {_LOCKS} SET expires_at = ? WHERE name = ? AND token = ? AND expires_at > ?"
+_LOCK_PURGE = f"DELETE FROM {_LOCKS} WHERE expires_at <= ?"
 
 # SQLITE_CORRUPT and SQLITE_NOTADB (primary codes; extended codes keep them in the low byte).
 _CORRUPTION_CODES = frozenset({11, 26})
@@ -171,6 +189,28 @@ def _apply_delete_many(conn: sqlite3.Connection, now: float, keys: Any) -> int:
         return _delete_keys(conn, keys, now)
 
 
+# The lock operations read the clock themselves, under the write lock, rather than use the
+# batch's time, read before its BEGIN IMMEDIATE (which may wait up to busy_timeout for another
+# process): a lock's ttl counts from the moment it is taken.
+
+
+def _acquire_lock(conn: sqlite3.Connection, _: float, args: Any) -> bool:
+    name, token, ttl = args
+    now = time.time()
+    return conn.execute(_LOCK_ACQUIRE, (name, token, now + ttl, now)).rowcount > 0
+
+
+def _release_lock(conn: sqlite3.Connection, _: float, args: Any) -> bool:
+    name, token = args
+    return conn.execute(_LOCK_RELEASE, (name, token, time.time())).rowcount > 0
+
+
+def _extend_lock(conn: sqlite3.Connection, _: float, args: Any) -> bool:
+    name, token, ttl = args
+    now = time.time()
+    return conn.execute(_LOCK_EXTEND, (now + ttl, name, token, now)).rowcount > 0
+
+
 _Apply = Callable[[sqlite3.Connection, float, Any], Any]
 
 
@@ -250,18 +290,25 @@ class SQLiteCache:
     async I/O: the async writes run in a worker thread (the loop's default executor, so any
     event loop can use the cache), since a write may wait up to ``busy_timeout`` for another
     process's lock. They are committed in groups: the writes (``aset``, ``aset_many``,
-    ``acompare_and_set``, ``adelete``, ``adelete_many``) that the tasks of one event loop make
-    in one turn of the loop, or while that loop's previous group is being committed, go
-    together, in their order, in one transaction and one hop to a worker thread. Each caller
-    gets its own result or error: a write that fails is undone alone and the others are
-    committed. Each loop has its own groups; a caller cancelled before its write was taken
-    drops it, and a write already taken completes. Reads run inline on the event loop by
+    ``acompare_and_set``, ``adelete``, ``adelete_many``, and the lock operations) that the
+    tasks of one event loop make in one turn of the loop, or while that loop's previous group
+    is being committed, go together, in their order, in one transaction and one hop to a
+    worker thread. Each caller gets its own result or error: a write that fails is undone
+    alone and the others are committed. Each loop has its own groups; a caller cancelled
+    before its write was taken drops it, and a write already taken completes. Reads run
+    inline on the event loop by
     default: in WAL mode a reader never waits for a writer, and an indexed lookup of a local
     file costs a few microseconds, far less than the hop to a worker thread
     (``inline_reads=False`` sends reads to a thread too, for a database on slow storage).
     ``SQLiteCache(":memory:")`` keeps the data in this process only, on a single connection
     behind a lock (an in-memory database cannot be shared between connections without SQLite's
     shared-cache mode, whose table locks fail instead of waiting); :meth:`close` discards it.
+
+    **Locks.** :meth:`acquire_lock` / :meth:`aacquire_lock` take a named lock for every process
+    sharing the file: a row (``name``, the holder's ``token``, ``expires_at``) in a table of its
+    own (``dataferry_locks``), inserted, or taken over once its time ran out, by one atomic
+    statement. Release and extend act only for the token that holds a lock that has not
+    expired. Rows of locks whose holders crashed are deleted with the expired entries.
 
     **Self-repair.** A file that SQLite reports as corrupt or as not a database (garbage
     written over it, truncated, another kind of file) is a cache that lost its contents: the
@@ -634,7 +681,9 @@ class SQLiteCache:
         if self._writes >= self._purge_every or now >= self._next_purge:
             self._writes = 0
             self._next_purge = now + self._purge_interval
-            conn.execute(_PURGE, (time.time(),))
+            wall = time.time()
+            conn.execute(_PURGE, (wall,))
+            conn.execute(_LOCK_PURGE, (wall,))  # those left by holders that crashed
 
     # -- sync half -----------------------------------------------------------------------------
 
@@ -730,6 +779,32 @@ class SQLiteCache:
                 return _delete_keys(conn, keys, time.time())
 
         return self._run(op)
+
+    def acquire_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Take the lock ``name`` for ``ttl`` seconds if it is free; return whether it did.
+
+        One statement (an insert, or the takeover of a lock whose time ran out), atomic against
+        every thread and process sharing the file. Expiry uses the wall clock, as entries do.
+        """
+        check_lock(name, token, ttl)
+        return self._run(functools.partial(self._locked, _acquire_lock, (name, token, ttl)))
+
+    def release_lock(self, name: str, token: bytes, /) -> bool:
+        """Free the lock ``name`` if ``token`` holds it (and it has not expired)."""
+        check_lock(name, token)
+        return self._run(lambda conn: _release_lock(conn, 0.0, (name, token)))
+
+    def extend_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Make the lock ``name`` expire ``ttl`` seconds from now if ``token`` still holds it."""
+        check_lock(name, token, ttl)
+        return self._run(functools.partial(self._locked, _extend_lock, (name, token, ttl)))
+
+    @staticmethod
+    def _locked(apply: _Apply, args: Any, conn: sqlite3.Connection) -> bool:
+        # Under the write lock (BEGIN IMMEDIATE, which may wait busy_timeout for another
+        # process) before the clock is read: the ttl counts from when the lock is taken.
+        with _transaction(conn):
+            return bool(apply(conn, 0.0, args))
 
     def close(self) -> None:
         """Close every connection (any thread's); the next call opens new ones.
@@ -950,6 +1025,22 @@ class SQLiteCache:
         if not keys:
             return 0
         return int(await self._write(_apply_delete_many, keys, 0))
+
+    async def aacquire_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Async :meth:`acquire_lock`, committed with the loop's other writes."""
+        check_lock(name, token, ttl)
+        # One row written: counts towards the purge that also clears crashed holders' locks.
+        return bool(await self._write(_acquire_lock, (name, token, ttl), 1))
+
+    async def arelease_lock(self, name: str, token: bytes, /) -> bool:
+        """Async :meth:`release_lock`, committed with the loop's other writes."""
+        check_lock(name, token)
+        return bool(await self._write(_release_lock, (name, token), 0))
+
+    async def aextend_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
+        """Async :meth:`extend_lock`, committed with the loop's other writes."""
+        check_lock(name, token, ttl)
+        return bool(await self._write(_extend_lock, (name, token, ttl), 0))
 
     async def aclose(self) -> None:
         """Wait for this loop's async writes in flight, then :meth:`close`."""

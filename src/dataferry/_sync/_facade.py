@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from typing_extensions import Self
 
+from dataferry._sync._backplane import Action, BackplaneAccessor
 from dataferry._sync._flight import SingleFlight
 from dataferry._sync._l2 import DistributedAccessor
 from dataferry._sync._pipeline import Compute, Staged, serve_refreshing
-from dataferry._backends import DistributedCache
+from dataferry._backends import Backplane, DistributedCache
 from dataferry._callables import Factory, LoadMany
 from dataferry._codec import Codec, Decoded
 from dataferry._core import CLOSED_MEMORY, DEFAULT, MISS, Core
@@ -77,6 +78,9 @@ class DataFerry:
         resilience: How L2 calls are protected: timeout, retries for reads, circuit breaker,
             auto-recovery of failed writes (default: :class:`Resilience` with its defaults;
             ``None`` turns all of it off). See :class:`Resilience`.
+        backplane: Keeps the L1s of a fleet coherent (:class:`RedisBackplane`): after each
+            write, remove or expire, the other nodes of the namespace drop the key from their
+            L1. One backplane per cache; the cache starts it now and closes it with itself.
 
     L1 hands every caller the same object: treat cached values as immutable (or build the
     MemoryCache with ``copy_on_read=True``). ``None`` is a value and is cached.
@@ -93,6 +97,7 @@ class DataFerry:
 
     __slots__ = (
         "__weakref__",
+        "_bp",
         "_core",
         "_flights",
         "_l2",
@@ -118,6 +123,7 @@ class DataFerry:
         close_timeout: float = 5.0,
         raise_distributed_errors: bool = False,
         resilience: Resilience | None = DEFAULT_RESILIENCE,
+        backplane: Backplane | None = None,
     ) -> None:
         if not isinstance(raise_distributed_errors, bool):
             raise ConfigurationError(
@@ -151,7 +157,14 @@ class DataFerry:
                 core.l2, layers, core.events, policy, runtime.close_timeout
             )
         flights = SingleFlight(core.events, runtime, core.join_timeout)
-        self._bind(core, runtime, accessor, flights, None)
+        bp = None
+        if backplane is not None:
+            if not isinstance(backplane, Backplane):
+                raise ConfigurationError(f"backplane must be a Backplane, got {backplane!r}")
+            bp = BackplaneAccessor(backplane, core)
+        self._bind(core, runtime, accessor, flights, None, bp)
+        if bp is not None:
+            bp.start()
 
     def _bind(
         self,
@@ -160,8 +173,10 @@ class DataFerry:
         l2: DistributedAccessor | None,
         flights: SingleFlight,
         tenant: str | None,
+        bp: BackplaneAccessor | None,
     ) -> None:
         self._core = core
+        self._bp = bp
         self._runtime = runtime
         self._l2 = l2
         self._flights = flights
@@ -192,7 +207,7 @@ class DataFerry:
         """
         check_tenant(tenant_id)
         view = object.__new__(type(self))
-        view._bind(self._core, self._runtime, self._l2, self._flights, tenant_id)
+        view._bind(self._core, self._runtime, self._l2, self._flights, tenant_id, self._bp)
         return view
 
     @property
@@ -263,6 +278,8 @@ class DataFerry:
         runtime.close()
         if self._l2 is not None:
             self._l2.close()
+        if self._bp is not None:
+            self._bp.close()
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -376,12 +393,13 @@ class DataFerry:
         l2 = self._l2
         if l2 is None or opts.skip_distributed:
             return MISS
+        started = self._core.versions.current()
         data = l2.get(skey, raise_errors=opts.raise_distributed_errors)
         dec = self._core.fresh(skey, data, self._tenant, type)
         if dec is MISS:
             return MISS
         assert data is not None
-        self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0)
+        self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0, started)
         return dec.value
 
     def _fill_l1(
@@ -393,10 +411,16 @@ class DataFerry:
         size: int,
         now: float,
         cost: float,
+        started: int,
     ) -> L1Plan | None:
-        """Put an entry read from L2 in L1; return how (None: not put in L1)."""
-        memory = self._core.memory
-        if memory is None or opts.skip_memory:
+        """Put an entry read from L2 in L1; return how (None: not put in L1).
+
+        ``started`` is the invalidation version noted before the read: if the key was written
+        or invalidated since, the value read may be the one replaced, and is not put in L1.
+        """
+        core = self._core
+        memory = core.memory
+        if memory is None or opts.skip_memory or not core.versions.fill_ok(skey, started):
             return None
         plan = plan_l1(opts, dec.created_at, dec.logical_expiry, dec.tags, type, now, cost)
         memory.set(
@@ -558,12 +582,13 @@ class DataFerry:
         l2 = self._l2
         if l2 is None or opts.skip_distributed or not skeys:
             return {}
+        started = self._core.versions.current()
         blobs = l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
         found = self._core.fresh_many(skeys, blobs, self._tenant, type)
         if self._core.memory is not None and not opts.skip_memory:
             now = time.time()
             for skey, dec, size in found:
-                self._fill_l1(skey, dec, opts, type, size, now, 0.0)
+                self._fill_l1(skey, dec, opts, type, size, now, 0.0, started)
         return {skey: dec.value for skey, dec, _ in found}
 
     def get_or_set_many(
@@ -683,6 +708,7 @@ class DataFerry:
         core = self._core
         memory = None if opts.skip_memory else core.memory
         use_l2 = self._l2 is not None and not opts.skip_distributed
+        core.versions.bump(skey)  # a read begun before this write must not refill L1
         if opts.ttl <= 0:  # "do not cache": drop any old value so it isn't served
             if memory is not None:
                 memory.remove(skey)
@@ -733,6 +759,9 @@ class DataFerry:
                 raise_errors=raise_errors,
                 background=background,
             )
+        if self._bp is not None:
+            action = Action.REMOVE if staged.data is None else Action.SET
+            self._bp.publish(action, (staged.skey,))
 
     def set_many(
         self,
@@ -769,6 +798,8 @@ class DataFerry:
             self._delete(list(values), opts)
             return
         core = self._core
+        for skey in values:
+            core.versions.bump(skey)
         now = time.time()
         ttl = opts.logical_ttl()
         expiry = now + ttl
@@ -809,6 +840,8 @@ class DataFerry:
                 raise_errors=opts.raise_distributed_errors,
                 background=opts.background_distributed_writes,
             )
+            if self._bp is not None:
+                self._bp.publish(Action.SET, [s for s, _, _ in batch])
 
     def remove(self, key: str, *, options: EntryOptions | None = None) -> None:
         """Remove ``key`` from L1 and L2."""
@@ -827,19 +860,24 @@ class DataFerry:
         self._delete([skey for _, skey in pairs], core.resolve(None, options))
 
     def _delete(self, skeys: list[str], opts: Resolved) -> None:
-        memory = self._core.memory
-        if memory is not None and not opts.skip_memory:
-            for skey in skeys:
+        core = self._core
+        memory = core.memory
+        for skey in skeys:
+            core.versions.bump(skey)
+            if memory is not None and not opts.skip_memory:
                 memory.remove(skey)
-        l2 = self._l2
-        if l2 is None or opts.skip_distributed or not skeys:
+        if opts.skip_distributed or not skeys:
             return
-        raise_errors = opts.raise_distributed_errors
-        background = opts.background_distributed_writes
-        if len(skeys) == 1:
-            l2.delete(skeys[0], raise_errors=raise_errors, background=background)
-        else:
-            l2.delete_many(skeys, raise_errors=raise_errors, background=background)
+        l2 = self._l2
+        if l2 is not None:
+            raise_errors = opts.raise_distributed_errors
+            background = opts.background_distributed_writes
+            if len(skeys) == 1:
+                l2.delete(skeys[0], raise_errors=raise_errors, background=background)
+            else:
+                l2.delete_many(skeys, raise_errors=raise_errors, background=background)
+        if self._bp is not None:
+            self._bp.publish(Action.REMOVE, skeys)
 
     def expire(self, key: str, *, options: EntryOptions | None = None) -> None:
         """Mark ``key`` stale: readers miss, but L2 keeps it (for fail-safe) until its TTL ends.
@@ -852,10 +890,20 @@ class DataFerry:
         skey = core.storage_key(self._prefix, key)
         opts = core.resolve(None, options)
         memory = core.memory
+        core.versions.bump(skey)
         if memory is not None and not opts.skip_memory:
             memory.remove(skey)
+        if opts.skip_distributed:
+            return
+        self._expire_l2(skey, opts)
+        if self._bp is not None:
+            self._bp.publish(Action.EXPIRE, (skey,))
+
+    def _expire_l2(self, skey: str, opts: Resolved) -> None:
+        """Rewrite the L2 entry of ``skey`` as stale (see :meth:`expire`)."""
+        core = self._core
         l2 = self._l2
-        if l2 is None or opts.skip_distributed:
+        if l2 is None:
             return
         raise_errors = opts.raise_distributed_errors
         try:

@@ -1,0 +1,157 @@
+"""The backplane accessor: tell the other nodes what changed, drop from L1 what they changed.
+
+After every L2 write, delete or expire of a key, a small message (sender, action, key, version;
+never the value) goes to every node of the namespace; a node that receives one drops the key
+from its L1, so no node serves a value another node has replaced. Own messages are skipped.
+
+Invalidations are versioned (:class:`~dataferry._core.Versions`): each local write and each
+message received bumps the key's version, and an L1 fill from an L2 read that began before the
+key's latest invalidation is refused, so a slow read can't put back the value an invalidation
+just removed (the race in Meta's "Cache made consistent", 2022). When the subscription is lost
+and comes back, messages may have been missed: L1 is emptied and every read in flight is
+distrusted.
+
+A publish that fails is kept (one per key, the latest action) and sent again after the next
+publish that succeeds, or when the subscription comes back; ``close`` tries the rest once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from dataferry._backends._backplane import (
+    Action,
+    Backplane,
+    BackplaneState,
+    SenderId,
+    decode_message,
+    encode_message,
+)
+from dataferry._core import Core
+from dataferry._errors import DistributedCacheError
+
+__all__ = ["Action", "AsyncBackplaneAccessor"]
+
+logger = logging.getLogger("dataferry")
+
+#: Most failed publishes kept for a retry (one per key); past it, the oldest go, and L1s of
+#: other nodes may keep a replaced value until its ttl (logged, counted as dropped).
+PENDING_LIMIT = 10_000
+
+
+class AsyncBackplaneAccessor:
+    """Publishes a cache's invalidations and applies the other nodes' to its L1."""
+
+    __slots__ = ("_backplane", "_channel", "_core", "_down", "_pending", "sender")
+
+    def __init__(self, backplane: Backplane, core: Core) -> None:
+        self._backplane = backplane
+        self._core = core
+        # A hash tag: on a Cluster, the channel lives on the slot of the namespace's name.
+        self._channel = f"{{{core.namespace}}}:dataferry:backplane"
+        self.sender = SenderId()
+        self._pending: OrderedDict[str, Action] = OrderedDict()
+        self._down = False
+
+    @property
+    def backplane(self) -> Backplane:
+        """The transport."""
+        return self._backplane
+
+    def start(self) -> None:
+        """Subscribe to the namespace's channel (a thread of the backplane delivers)."""
+        self._backplane.start(self._channel, self._on_message, self._on_state)
+
+    # -- receiving (on the backplane's thread) --------------------------------------------------
+
+    def _on_message(self, payload: bytes) -> None:
+        message = decode_message(payload)
+        core = self._core
+        if message is None:
+            core.events.emit("decode_errors", key=None, error="malformed backplane message")
+            return
+        if message.sender == self.sender.value:
+            return
+        action = message.action
+        if action in (Action.SET, Action.REMOVE, Action.EXPIRE):
+            core.invalidate(message.key)
+        else:  # TAG, CLEAR: a newer node's scopes this one can't apply key by key
+            core.distrust()
+        latency = max(time.time_ns() // 1000 - message.sent_at, 0) / 1000.0
+        core.events.emit(
+            "backplane_messages", action=action.name.lower(), key=message.key, latency_ms=latency
+        )
+
+    def _on_state(self, state: BackplaneState) -> None:
+        core = self._core
+        if state == "reconnected":
+            # Messages sent during the gap are lost: nothing in L1 can be trusted any more.
+            core.distrust()
+            logger.info("backplane reconnected: L1 emptied (invalidations may have been missed)")
+        elif state == "disconnected":
+            logger.warning("backplane disconnected: L1 may serve values other nodes replaced")
+        core.events.notify("backplane_state", state=state)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def publish(self, action: Action, skeys: Iterable[str]) -> None:
+        """Tell the other nodes that ``skeys`` changed (failures are kept for a retry)."""
+        for skey in skeys:
+            if not await self._send(action, skey):
+                self._keep(action, skey)
+        if self._pending and not self._down:
+            await self.flush()
+
+    async def _send(self, action: Action, skey: str) -> bool:
+        core = self._core
+        payload = encode_message(self.sender.value, action, skey, core.versions.current())
+        try:
+            await self._backplane.apublish(self._channel, payload)
+        except DistributedCacheError as exc:
+            core.events.emit("distributed_errors", operation="publish", error=type(exc).__name__)
+            if not self._down:
+                self._down = True
+                logger.warning("backplane publish failed (%s); will send again", exc)
+            return False
+        core.events.backplane_sent += 1
+        if self._down:
+            self._down = False
+            logger.info("backplane publishes again")
+        return True
+
+    def _keep(self, action: Action, skey: str) -> None:
+        pending = self._pending
+        pending.pop(skey, None)
+        pending[skey] = action
+        while len(pending) > PENDING_LIMIT:
+            pending.popitem(last=False)
+            self._core.events.backplane_dropped += 1
+
+    async def flush(self) -> None:
+        """Send again what failed before (stops at the first failure)."""
+        pending = self._pending
+        while pending:
+            skey, action = next(iter(pending.items()))
+            if not await self._send(action, skey):
+                return
+            if pending.get(skey) is action:
+                del pending[skey]
+
+    async def aclose(self) -> None:
+        """Try the kept publishes once more, then stop the subscriber and close the transport."""
+        try:
+            if self._pending:
+                await self.flush()
+            if self._pending:
+                logger.warning("closing with %d unsent backplane messages", len(self._pending))
+        finally:
+            try:
+                await self._backplane.aclose()
+            except Exception as exc:  # pragma: no cover - a transport that fails to close
+                logger.warning("closing the backplane failed: %r", exc)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._backplane!r})"

@@ -1,0 +1,141 @@
+"""L1 coherence across nodes: the backplane, versioned invalidation, distrust after a gap.
+
+The sync twin (tests/_sync/test_coherence.py) is generated from this file. Every node is a
+cache of its own with its own RedisBackplane, on one real redis-server: as two processes would.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import dataferry as df
+from tests.chaos import AsyncReading, HoldAfter, async_wait, count_events
+
+
+def node(url: str, **kwargs: Any) -> df.AsyncDataFerry:
+    kwargs.setdefault("namespace", "coh")
+    return df.AsyncDataFerry(
+        distributed=df.RedisCache.from_url(url),
+        backplane=df.RedisBackplane.from_url(url),
+        **kwargs,
+    )
+
+
+async def test_a_write_on_one_node_drops_the_key_from_the_others_l1(redis_url: str) -> None:
+    a, b = node(redis_url), node(redis_url)
+    heard = count_events(b, "backplane_messages")
+    async with a, b:
+        assert await a.get_or_set("price", lambda: 100) == 100  # message 1
+        await async_wait(heard(1))
+        assert await b.get("price") == 100  # now in b's L1
+        await a.set("price", 120)
+        await async_wait(heard(2))
+        assert await b.get("price") == 120
+        await a.remove("price")
+        await async_wait(heard(3))
+        assert await b.get("price") is None
+        await a.set_many({"x": 1, "y": 2})
+        await async_wait(heard(5))
+        assert await b.get_many(["x", "y"]) == {"x": 1, "y": 2}
+        await a.expire("x")
+        await async_wait(heard(6))
+        assert await b.get("x") is None
+        # A node never hears itself; messages were sent.
+        assert a.stats().backplane_messages == 0
+        assert a.stats().backplane_sent >= 5
+
+
+async def test_tenant_views_publish_too(redis_url: str) -> None:
+    a, b = node(redis_url), node(redis_url)
+    heard = count_events(b, "backplane_messages")
+    async with a, b:
+        await a.tenant("acme").set("k", 1)
+        await async_wait(heard(1))
+        assert await b.tenant("acme").get("k") == 1
+        await a.tenant("acme").set("k", 2)
+        await async_wait(heard(2))
+        assert await b.tenant("acme").get("k") == 2
+
+
+async def test_a_slow_read_never_refills_l1_with_the_value_another_node_replaced(
+    redis_url: str,
+) -> None:
+    hold = HoldAfter()
+    a, b = node(redis_url), node(redis_url, distributed_layers=[hold])
+    heard = count_events(b, "backplane_messages")
+    async with a, b:
+        await a.set("k", "old")
+        await async_wait(heard(1))
+        hold.holding = True
+        # b reads "old" from L2; its answer is held while a writes "new" and b hears of it.
+        reading = AsyncReading(lambda: b.get("k"))
+        await async_wait(hold.answered)
+        await a.set("k", "new")
+        await async_wait(heard(2))
+        hold.release()
+        assert await reading.result() == "old"  # what L2 held when the read began
+        # ...but it did not go into b's L1: the next read sees the new value.
+        assert await b.get("k") == "new"
+
+
+async def test_a_local_write_during_a_slow_read_wins_too(redis_url: str) -> None:
+    hold = HoldAfter()
+    cache = node(redis_url, distributed_layers=[hold])
+    async with cache:  # one node: no backplane message is involved
+        await cache.set("k", "old", options=df.EntryOptions(skip_memory=True))  # L2 only
+        hold.holding = True
+        reading = AsyncReading(lambda: cache.get("k"))
+        await async_wait(hold.answered)
+        await cache.set("k", "new")
+        hold.release()
+        assert await reading.result() == "old"
+        assert await cache.get("k") == "new"
+
+
+async def test_l1_is_emptied_when_the_backplane_comes_back(redis_server: Any) -> None:
+    a = node(redis_server.url, resilience=df.Resilience(cooldown=0.2))
+    states: list[str] = []
+    back = threading.Event()
+
+    def listener(event: str, attributes: dict[str, Any]) -> None:
+        if event == "backplane_state":
+            states.append(attributes["state"])
+            if attributes["state"] == "reconnected":
+                back.set()
+
+    a.subscribe(listener)
+    async with a:
+        await a.set("k", 1)
+        assert a.stats().memory_entries == 1
+        redis_server.kill()
+        redis_server.restart()
+        await async_wait(back)
+        assert "disconnected" in states
+        # Invalidations sent while it was away are lost: nothing in L1 is trusted.
+        assert a.stats().memory_entries == 0
+
+
+async def test_a_failed_publish_is_sent_again(redis_server: Any) -> None:
+    url = redis_server.url
+    a = node(url, resilience=df.Resilience(cooldown=0.2))
+    async with a:
+        await a.set("k", 1)
+        sent = a.stats().backplane_sent
+        redis_server.kill()
+        await a.set("k", 2)  # L2 write queued, publish kept
+        assert a.stats().backplane_sent == sent
+        redis_server.restart()
+        b = node(url)
+        heard = count_events(b, "backplane_messages")
+        async with b:
+            await a.set("other", 3)  # a publish that works sends the kept one too
+            await async_wait(heard(2))
+            assert a.stats().backplane_sent >= sent + 2
+
+
+def test_a_backplane_must_be_a_backplane() -> None:
+    with pytest.raises(df.ConfigurationError):
+        df.AsyncDataFerry(backplane="redis://x")  # type: ignore[arg-type]
