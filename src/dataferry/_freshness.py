@@ -21,7 +21,7 @@ from typing import Any
 
 from dataferry._resolve import Resolved
 
-__all__ = ["L1Meta", "L1Plan", "plan_l1", "refresh_due", "xfetch_due"]
+__all__ = ["L1Meta", "L1Plan", "plan_l1", "refresh_due", "refresh_point"]
 
 
 class L1Meta:
@@ -96,15 +96,7 @@ def plan_l1(
     """
     l1_ttl = opts.l1_ttl
     l1_until = logical_expiry if l1_ttl is None else min(logical_expiry, now + l1_ttl)
-    refresh_at = None
-    if opts.refreshes:
-        eager = opts.eager_refresh
-        if eager is not None:
-            refresh_at = created_at + eager * (logical_expiry - created_at)
-        beta = opts.early_expiration
-        if beta is not None and cost > 0:
-            x = _xfetch_point(logical_expiry, cost, beta)
-            refresh_at = x if refresh_at is None else min(refresh_at, x)
+    refresh_at = refresh_point(opts, created_at, logical_expiry, cost)
     refresh_now = refresh_at is not None and refresh_at <= now
     fresh_until = l1_until
     if refresh_at is not None:
@@ -119,16 +111,29 @@ def plan_l1(
     return L1Plan(fresh_until - now, max(stale_ttl, 0.0), meta, refresh_now)
 
 
+def refresh_point(
+    opts: Resolved, created_at: float, logical_expiry: float, cost: float
+) -> float | None:
+    """When an entry is due for a background refresh (eager refresh, XFetch), or None.
+
+    XFetch's point is drawn at random, anew on each call.
+    """
+    if not opts.refreshes:
+        return None
+    point = None
+    eager = opts.eager_refresh
+    if eager is not None:
+        point = created_at + eager * (logical_expiry - created_at)
+    beta = opts.early_expiration
+    if beta is not None and cost > 0:
+        x = _xfetch_point(logical_expiry, cost, beta)
+        point = x if point is None else min(point, x)
+    return point
+
+
 def refresh_due(meta: object, now: float) -> bool:
     """Whether an L1 entry past its L1 ttl may still be served while a refresh runs."""
     if not isinstance(meta, L1Meta):
         return False
     refresh_at = meta.refresh_at
     return refresh_at is not None and refresh_at <= now < min(meta.logical_expiry, meta.l1_until)
-
-
-def xfetch_due(logical_expiry: float, cost: float, beta: float | None, now: float) -> bool:
-    """XFetch's test on a read of a fresh entry: whether to recompute it early, now."""
-    if beta is None or cost <= 0:
-        return False
-    return _xfetch_point(logical_expiry, cost, beta) <= now

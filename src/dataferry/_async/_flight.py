@@ -27,7 +27,7 @@ from dataferry._core import MISS
 from dataferry._events import CacheEvents
 from dataferry._synchronization import TIMED_OUT, AsyncCancelled, AsyncOutcome, AsyncRuntime
 
-__all__ = ["ABSENT", "AsyncMissWork", "AsyncSingleFlight"]
+__all__ = ["ABSENT", "AsyncMissWork", "AsyncSingleFlight", "run_alone"]
 
 #: A batch producer left this key out (not found): its joiners compute it themselves.
 ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -63,6 +63,19 @@ class AsyncMissWork(Protocol):
 
 
 ManyWork = Callable[[list[str]], Awaitable[Mapping[str, Any]]]
+
+
+async def run_alone(work: AsyncMissWork) -> Any:
+    """Do ``work`` without a flight: read, else compute and store; return the value."""
+    result = await work.read()
+    if result is not MISS:
+        return result
+    begun = work.start()
+    if type(begun) is not tuple:
+        return await work.complete(begun)
+    value, staged = begun
+    await work.finish(staged)
+    return value
 
 
 class AsyncSingleFlight:
@@ -108,7 +121,7 @@ class AsyncSingleFlight:
             else:
                 result = await outcome.wait(self.join_timeout)
                 if result is TIMED_OUT:
-                    return await self._alone(work)
+                    return await run_alone(work)
             if result is not _RETRY and result is not ABSENT:
                 return result
             self._runtime.check_open()
@@ -119,7 +132,7 @@ class AsyncSingleFlight:
         except AsyncCancelled:
             # Cancelled during the cheap phase: a task takes the whole flight over, so the
             # callers who joined still get a value.
-            self._runtime.spawn(self._produce, key, outcome, lambda: self._alone(work))
+            self._runtime.spawn(self._produce, key, outcome, lambda: run_alone(work))
             raise
         except BaseException as exc:
             self._settle(key, outcome, None, exc)
@@ -158,18 +171,6 @@ class AsyncSingleFlight:
             raise
         else:
             self._settle(key, outcome, result, None)
-
-    @staticmethod
-    async def _alone(work: AsyncMissWork) -> Any:
-        result = await work.read()
-        if result is not MISS:
-            return result
-        begun = work.start()
-        if type(begun) is not tuple:
-            return await work.complete(begun)
-        value, staged = begun
-        await work.finish(staged)
-        return value
 
     # -- batches --------------------------------------------------------------------------------
 

@@ -156,17 +156,10 @@ class AsyncDistributedAccessor:
         in order per key. ``raise_errors``: raise the failure (after counting and queueing it)
         as DistributedCacheError, or CircuitOpenError if the breaker is open.
         """
-        ops = ((skey, Op(SET, data, ttl, fresh=background)),) if background else ()
-        if background and self._queue(ops):
-            return True
-        if self._writer.count:
-            await self._writer.claim((skey,))
-        try:
-            await self._run("set", (skey,), False, self._backend.aset, skey, data, ttl)
-        except Exception as exc:
-            self._write_failed("set", exc, raise_errors, ((skey, Op(SET, data, ttl)),))
-            return False
-        return True
+        ops = [(skey, Op(SET, data, ttl, fresh=background))]
+        return await self._write(
+            "set", ops, raise_errors, background, self._backend.aset, skey, data, ttl
+        )
 
     async def set_many(
         self,
@@ -176,46 +169,54 @@ class AsyncDistributedAccessor:
         background: bool = False,
     ) -> bool:
         """Store each ``(key, bytes, ttl)`` in one round trip; whether the L2 took them."""
-        if background and self._queue([(k, Op(SET, d, t, fresh=True)) for k, d, t in batch]):
-            return True
-        keys = [k for k, _, _ in batch]
-        if self._writer.count:
-            await self._writer.claim(keys)
-        try:
-            await self._run("set_many", keys, False, self._backend.aset_many, batch)
-        except Exception as exc:
-            ops = [(k, Op(SET, d, t)) for k, d, t in batch]
-            self._write_failed("set_many", exc, raise_errors, ops)
-            return False
-        return True
+        ops = [(k, Op(SET, d, t, fresh=background)) for k, d, t in batch]
+        return await self._write(
+            "set_many", ops, raise_errors, background, self._backend.aset_many, batch
+        )
 
     async def delete(
         self, skey: str, *, raise_errors: bool = False, background: bool = False
     ) -> bool:
         """Delete ``skey``; whether the L2 answered (a failed delete is replayed later)."""
-        if background and self._queue(((skey, Op(DELETE, fresh=True)),)):
-            return True
-        if self._writer.count:
-            await self._writer.claim((skey,))
-        try:
-            await self._run("delete", (skey,), False, self._backend.adelete, skey)
-        except Exception as exc:
-            self._write_failed("delete", exc, raise_errors, ((skey, Op(DELETE)),))
-            return False
-        return True
+        ops = [(skey, Op(DELETE, fresh=background))]
+        return await self._write(
+            "delete", ops, raise_errors, background, self._backend.adelete, skey
+        )
 
     async def delete_many(
         self, skeys: list[str], *, raise_errors: bool = False, background: bool = False
     ) -> bool:
         """Delete the keys in one round trip; whether the L2 answered."""
-        if background and self._queue([(k, Op(DELETE, fresh=True)) for k in skeys]):
+        ops = [(k, Op(DELETE, fresh=background)) for k in skeys]
+        return await self._write(
+            "delete_many", ops, raise_errors, background, self._backend.adelete_many, skeys
+        )
+
+    async def _write(
+        self,
+        operation: str,
+        ops: list[tuple[str, Op]],
+        raise_errors: bool,
+        background: bool,
+        method: Callable[..., Awaitable[Any]],
+        *args: Any,
+    ) -> bool:
+        """A write or delete: queued (``background``), else ``method(*args)`` now.
+
+        ``ops`` are what the queue keeps of it, one per key: handed to the writer at once
+        in the background, or when the call fails (for auto-recovery).
+        """
+        if background and self._queue(ops):
             return True
+        keys = [k for k, _ in ops]
         if self._writer.count:
-            await self._writer.claim(skeys)
+            await self._writer.claim(keys)
         try:
-            await self._run("delete_many", skeys, False, self._backend.adelete_many, skeys)
+            await self._run(operation, keys, False, method, *args)
         except Exception as exc:
-            self._write_failed("delete_many", exc, raise_errors, [(k, Op(DELETE)) for k in skeys])
+            for _, op in ops:
+                op.fresh = False  # tried once, and counted below: not a first failure
+            self._write_failed(operation, exc, raise_errors, ops)
             return False
         return True
 

@@ -20,10 +20,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from dataferry._async._flight import run_alone
 from dataferry._callables import AsyncFactory
 from dataferry._core import MISS
 from dataferry._errors import DistributedCacheError, FactoryTimeoutError
-from dataferry._freshness import L1Meta, refresh_due, xfetch_due
+from dataferry._freshness import L1Meta, refresh_due, refresh_point
 from dataferry._resolve import Resolved
 from dataferry._synchronization import TIMED_OUT, AsyncRun
 
@@ -138,23 +139,17 @@ async def _refresh(
     try:
         # Not through the key's flight: a refresh may start inside that flight's L2 read (it
         # would join its own caller), and core.refreshing already allows one per key.
-        work = AsyncCompute(cache, skey, factory, opts, tags, type, None, refresh=True)
-        if await work.read() is MISS:
-            begun = work.start()
-            if isinstance(begun, tuple):
-                await work.finish(begun[1])
-            else:
-                await work.complete(begun)
+        await run_alone(AsyncCompute(cache, skey, factory, opts, tags, type, None, refresh=True))
     except Exception as exc:
         # The old value stays (fresh until its expiry), so a failing factory isn't called
         # again on every read until then.
         logger.warning("background refresh of %r failed: %r", skey, exc)
-        _keep_until_expiry(cache, skey)
+        _keep_until_expiry(cache, skey, opts)
     finally:
         core.refreshing.discard(skey)
 
 
-def _keep_until_expiry(cache: AsyncDataFerry, skey: str) -> None:
+def _keep_until_expiry(cache: AsyncDataFerry, skey: str, opts: Resolved) -> None:
     memory = cache._core.memory
     found = None if memory is None else memory.get_stale(skey)
     if memory is None or found is None:
@@ -165,8 +160,7 @@ def _keep_until_expiry(cache: AsyncDataFerry, skey: str) -> None:
     now = time.time()
     if meta.logical_expiry > now:
         keep = L1Meta(meta.created_at, meta.logical_expiry, meta.tags, meta.type)
-        stale_ttl = max(meta.l1_until, meta.logical_expiry) - meta.logical_expiry
-        memory.set(skey, value, meta.logical_expiry - now, meta=keep, stale_ttl=stale_ttl)
+        memory.set(skey, value, meta.logical_expiry - now, meta=keep, stale_ttl=opts.stale_window)
 
 
 class AsyncCompute:
@@ -235,12 +229,7 @@ class AsyncCompute:
         started = core.versions.current()
         data = await self._get()
         if not opts.fail_safe and not opts.refreshes:
-            dec = core.fresh(skey, data, cache._tenant, self._type)
-            if dec is MISS:
-                return MISS
-            assert data is not None
-            cache._fill_l1(skey, dec, opts, self._type, len(data), time.time(), 0.0, started)
-            return dec.value
+            return cache._accept_l2(skey, data, opts, self._type, started)
         dec = None if data is None else core.decode(skey, data, cache._tenant, self._type)
         now = time.time()
         if dec is not None and data is not None:
@@ -248,7 +237,7 @@ class AsyncCompute:
                 plan = cache._fill_l1(
                     skey, dec, opts, self._type, len(data), now, core.cost, started
                 )
-                due = plan.refresh_now if plan is not None else self._due(dec, now)
+                due = plan.refresh_now if plan is not None else self._due(dec, now, core.cost)
                 if not self._refresh:
                     core.events.distributed_hits += 1
                     if due:
@@ -264,15 +253,10 @@ class AsyncCompute:
             core.events.distributed_misses += 1
         return MISS
 
-    def _due(self, dec: Any, now: float) -> bool:
+    def _due(self, dec: Any, now: float, cost: float) -> bool:
         # Refresh due for an entry read from L2 without an L1 to plan it in.
-        opts = self._opts
-        eager = opts.eager_refresh
-        if eager is not None and now >= dec.created_at + eager * (
-            dec.logical_expiry - dec.created_at
-        ):
-            return True
-        return xfetch_due(dec.logical_expiry, self._cache._core.cost, opts.early_expiration, now)
+        point = refresh_point(self._opts, dec.created_at, dec.logical_expiry, cost)
+        return point is not None and point <= now
 
     def _start_refresh(self) -> None:
         start_refresh(self._cache, self._skey, self._factory, self._opts, self._tags, self._type)

@@ -395,6 +395,12 @@ class DataFerry:
             return MISS
         started = self._core.versions.current()
         data = l2.get(skey, raise_errors=opts.raise_distributed_errors)
+        return self._accept_l2(skey, data, opts, type, started)
+
+    def _accept_l2(
+        self, skey: str, data: bytes | None, opts: Resolved, type: Any, started: int
+    ) -> Any:
+        """The value of ``data`` read from L2 if fresh (also put in L1), else MISS."""
         dec = self._core.fresh(skey, data, self._tenant, type)
         if dec is MISS:
             return MISS

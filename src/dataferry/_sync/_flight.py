@@ -28,7 +28,7 @@ from dataferry._core import MISS
 from dataferry._events import CacheEvents
 from dataferry._synchronization import TIMED_OUT, Cancelled, Outcome, Runtime
 
-__all__ = ["ABSENT", "MissWork", "SingleFlight"]
+__all__ = ["ABSENT", "MissWork", "SingleFlight", "run_alone"]
 
 #: A batch producer left this key out (not found): its joiners compute it themselves.
 ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -64,6 +64,19 @@ class MissWork(Protocol):
 
 
 ManyWork = Callable[[list[str]], Mapping[str, Any]]
+
+
+def run_alone(work: MissWork) -> Any:
+    """Do ``work`` without a flight: read, else compute and store; return the value."""
+    result = work.read()
+    if result is not MISS:
+        return result
+    begun = work.start()
+    if type(begun) is not tuple:
+        return work.complete(begun)
+    value, staged = begun
+    work.finish(staged)
+    return value
 
 
 class SingleFlight:
@@ -109,7 +122,7 @@ class SingleFlight:
             else:
                 result = outcome.wait(self.join_timeout)
                 if result is TIMED_OUT:
-                    return self._alone(work)
+                    return run_alone(work)
             if result is not _RETRY and result is not ABSENT:
                 return result
             self._runtime.check_open()
@@ -120,7 +133,7 @@ class SingleFlight:
         except Cancelled:
             # Cancelled during the cheap phase: a task takes the whole flight over, so the
             # callers who joined still get a value.
-            self._runtime.spawn(self._produce, key, outcome, lambda: self._alone(work))
+            self._runtime.spawn(self._produce, key, outcome, lambda: run_alone(work))
             raise
         except BaseException as exc:
             self._settle(key, outcome, None, exc)
@@ -159,18 +172,6 @@ class SingleFlight:
             raise
         else:
             self._settle(key, outcome, result, None)
-
-    @staticmethod
-    def _alone(work: MissWork) -> Any:
-        result = work.read()
-        if result is not MISS:
-            return result
-        begun = work.start()
-        if type(begun) is not tuple:
-            return work.complete(begun)
-        value, staged = begun
-        work.finish(staged)
-        return value
 
     # -- batches --------------------------------------------------------------------------------
 
