@@ -32,6 +32,8 @@ COUNTERS = (
     "failsafe_activations",
     "factory_timeouts",
     "refreshes",
+    "lock_waits",
+    "lock_timeouts",
     "distributed_errors",
     "decode_errors",
     "backplane_messages",
@@ -71,6 +73,8 @@ class CacheEvents:
     failsafe_activations: int
     factory_timeouts: int
     refreshes: int
+    lock_waits: int
+    lock_timeouts: int
     distributed_errors: int
     decode_errors: int
     backplane_messages: int
@@ -162,7 +166,10 @@ class Stats:
     circuit breaker; ``recovery_pending`` is the number of L2 writes waiting to be replayed
     (or written in the background) now; ``recovery_replays`` counts queued writes the L2 took
     later; ``recovery_drops`` counts queued writes given up (turned into deletes by the
-    queue's bound, or still queued when ``close_timeout`` ran out).
+    queue's bound, or still queued when ``close_timeout`` ran out). ``lock_waits`` counts
+    misses that found another process holding the key's distributed lock and waited for its
+    value; ``lock_timeouts`` those that waited ``distributed_lock_timeout`` in vain and ran
+    the factory themselves.
     """
 
     memory_hits: int = 0
@@ -179,6 +186,8 @@ class Stats:
     failsafe_activations: int = 0
     factory_timeouts: int = 0
     refreshes: int = 0
+    lock_waits: int = 0
+    lock_timeouts: int = 0
     distributed_errors: int = 0
     decode_errors: int = 0
     backplane_messages: int = 0

@@ -2,7 +2,8 @@
 
 Storage key = ``{namespace}:k:{key}`` or ``{namespace}:t:{tenant}:{key}``. Namespace and tenant
 ids are restricted to ``[A-Za-z0-9_.-]{1,64}`` (no ``:``), so no (tenant, key) pair can produce
-the storage key of another pair.
+the storage key of another pair. The cache's own records live beside them under other markers,
+which no storage key can produce: ``{namespace}:lock:...`` (distributed locks).
 """
 
 from __future__ import annotations
@@ -63,3 +64,12 @@ def key_prefix(namespace: str, tenant: str | None) -> str:
     if tenant is None:
         return f"{namespace}:k:"
     return f"{namespace}:t:{tenant}:"
+
+
+def lock_key(namespace: str, storage_key: str) -> str:
+    """Return the L2 key of the distributed lock of ``storage_key`` (see the module doc).
+
+    ``{namespace}:k:user:1`` -> ``{namespace}:lock:k:user:1``. A user key with a Redis hash
+    tag (``{user}:1``) keeps it, so on a Cluster the lock lives on the slot of its entry.
+    """
+    return f"{namespace}:lock:{storage_key[len(namespace) + 1 :]}"

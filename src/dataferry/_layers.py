@@ -25,6 +25,8 @@ OPERATIONS = (
     "delete",
     "delete_many",
     "compare_and_set",
+    "acquire_lock",
+    "release_lock",
 )
 
 

@@ -123,6 +123,16 @@ class EntryOptions:
             and the factory.
         background_distributed_writes: Return once L1 holds the value; the L2 write (or
             delete) follows in the background, in order per key.
+        distributed_lock: Stampede protection across processes: on a miss, one caller in the
+            whole fleet runs the factory, under a lock in L2 (Redis ``SET NX PX`` with a
+            token; the SQLite L2 has the same across the processes of one host); callers in
+            other processes wait for its value and read it from L2. Within a process, callers
+            share one computation whether or not this is on. The lock is for efficiency,
+            not correctness: past ``distributed_lock_timeout``, or when the L2 fails, a
+            caller runs the factory anyway.
+        distributed_lock_timeout: Seconds a caller waits for another process's value before
+            running the factory itself; also how long the lock lasts at most, so a holder
+            that crashed delays the others by no more than this (default 10).
 
     Raises:
         ConfigurationError: A field of the wrong type, or a duration out of range.
@@ -145,6 +155,8 @@ class EntryOptions:
     jitter: float | timedelta | NotGiven = NOT_GIVEN
     raise_distributed_errors: bool | NotGiven = NOT_GIVEN
     background_distributed_writes: bool | NotGiven = NOT_GIVEN
+    distributed_lock: bool | NotGiven = NOT_GIVEN
+    distributed_lock_timeout: float | timedelta | NotGiven = NOT_GIVEN
 
     def __post_init__(self) -> None:
         # Durations are normalized to float here, once, so resolution never converts again.
@@ -158,12 +170,20 @@ class EntryOptions:
             v = getattr(self, name)
             if v is not NOT_GIVEN:
                 object.__setattr__(self, name, seconds(name, v))
+        v = self.distributed_lock_timeout
+        if v is not NOT_GIVEN:
+            object.__setattr__(
+                self,
+                "distributed_lock_timeout",
+                seconds("distributed_lock_timeout", v, allow_zero=False),
+            )
         for name in (
             "skip_memory",
             "skip_distributed",
             "fail_safe",
             "raise_distributed_errors",
             "background_distributed_writes",
+            "distributed_lock",
         ):
             v = getattr(self, name)
             if v is not NOT_GIVEN and not isinstance(v, bool):

@@ -20,6 +20,8 @@ __all__ = ["DEFAULT_FAIL_SAFE_MAX", "DEFAULT_FAIL_SAFE_THROTTLE", "Resolved", "R
 DEFAULT_FAIL_SAFE_MAX: Final = 86_400.0
 #: How long a value served by fail-safe counts as fresh by default.
 DEFAULT_FAIL_SAFE_THROTTLE: Final = 30.0
+#: How long a caller waits for another process's value under the distributed lock by default.
+DEFAULT_LOCK_TIMEOUT: Final = 10.0
 
 
 class Resolved:
@@ -43,6 +45,8 @@ class Resolved:
         "jitter",
         "raise_distributed_errors",
         "background_distributed_writes",
+        "distributed_lock",
+        "distributed_lock_timeout",
     )
     __slots__ = (*FIELDS, "stale_window", "refreshes", "timed")
 
@@ -62,6 +66,8 @@ class Resolved:
     jitter: float
     raise_distributed_errors: bool
     background_distributed_writes: bool
+    distributed_lock: bool
+    distributed_lock_timeout: float
     #: Seconds an entry is kept past its expiry to be served stale (0 without fail-safe).
     stale_window: float
     #: Whether an entry may be refreshed before it expires (eager refresh or XFetch).
@@ -130,6 +136,8 @@ class Resolver:
             jitter=0.0,
             raise_distributed_errors=False,
             background_distributed_writes=False,
+            distributed_lock=False,
+            distributed_lock_timeout=DEFAULT_LOCK_TIMEOUT,
         ).merged(default_options)
         self._base = base
         #: The options of a call that gives none.

@@ -27,6 +27,7 @@ import functools
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
@@ -284,6 +285,11 @@ class AsyncRuntime:
         return AsyncRun(self, task)
 
     @staticmethod
+    async def sleep(seconds: float) -> None:
+        """Wait ``seconds`` without blocking the event loop (a blocking wait in the twin)."""
+        await asyncio.sleep(seconds)
+
+    @staticmethod
     async def _drive(fn: Callable[[], Any], threaded: asyncio.Future[Any] | None) -> Any:
         result = fn() if threaded is None else await threaded
         if inspect.isawaitable(result):
@@ -381,6 +387,11 @@ class Runtime:
     def background(self, fn: Callable[..., Any], /, *args: Any) -> None:
         """Call ``fn(*args)`` in a worker thread the cache owns; failures are logged."""
         self._submit(fn, *args).add_done_callback(_log_failure)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        """Wait ``seconds`` (blocks the calling thread)."""
+        time.sleep(seconds)
 
     def start(self, fn: Callable[[], Any]) -> Run:
         """Start a factory in a worker thread the cache owns (see :meth:`AsyncRuntime.start`)."""

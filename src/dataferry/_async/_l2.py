@@ -239,6 +239,31 @@ class AsyncDistributedAccessor:
             return False
         return bool(done)
 
+    # -- locks ----------------------------------------------------------------------------------
+
+    async def acquire_lock(self, name: str, token: bytes, ttl: float) -> bool | None:
+        """Take the lock ``name`` for ``ttl`` s if it is free: whether it did, None if L2 failed.
+
+        Not retried (a retry after a timeout could find the lock taken by its own first try).
+        """
+        try:
+            taken = await self._run(
+                "acquire_lock", (name,), False, self._backend.aacquire_lock, name, token, ttl
+            )
+        except Exception as exc:
+            self._failed("acquire_lock", exc, False)
+            return None
+        return bool(taken)
+
+    async def release_lock(self, name: str, token: bytes) -> None:
+        """Free the lock ``name`` if ``token`` holds it (a failure is counted: it expires)."""
+        try:
+            await self._run(
+                "release_lock", (name,), False, self._backend.arelease_lock, name, token
+            )
+        except Exception as exc:
+            self._failed("release_lock", exc, False)
+
     def _queue(self, ops: Sequence[tuple[str, Op]]) -> bool:
         """Hand ``ops`` to the writer (background); False: no room, write them now."""
         if not self._writer.put(ops, background=True):

@@ -11,13 +11,19 @@ its value. Around that plain path it adds, when the call's options ask for it:
   ``factory_hard_timeout``, callers stop waiting; the factory finishes in the background and
   its value is stored then;
 - **refresh** (eager refresh, XFetch): a value past its refresh point is served at once while
-  one background refresh, shared by every caller, computes the next one.
+  one background refresh, shared by every caller, computes the next one;
+- **the distributed lock** (``distributed_lock=True``): after an L2 miss, the factory runs only
+  under the key's lock in L2; a caller that finds the lock taken polls L2 for the holder's
+  value (backing off) until ``distributed_lock_timeout``, taking the lock itself if the holder
+  gives it up without a value. A background refresh that finds it taken leaves the refresh to
+  its holder.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +32,7 @@ from dataferry._callables import Factory
 from dataferry._core import MISS
 from dataferry._errors import DistributedCacheError, FactoryTimeoutError
 from dataferry._freshness import L1Meta, refresh_due, refresh_point
+from dataferry._keys import lock_key
 from dataferry._resolve import Resolved
 from dataferry._synchronization import TIMED_OUT, Run
 
@@ -38,6 +45,11 @@ logger = logging.getLogger("dataferry")
 
 #: What :meth:`Compute.start` returns for a factory run under a timeout.
 _TIMED: Any = type("_Timed", (), {"__repr__": lambda self: "TIMED"})()
+#: What a refresh's read returns when another process holds the key's lock (it refreshes).
+_HELD: Any = type("_Held", (), {"__repr__": lambda self: "HELD"})()
+#: Polling of L2 by a caller waiting for another process's value: first and longest pause.
+_POLL_FIRST = 0.002
+_POLL_MAX = 0.05
 
 
 class Staged:
@@ -171,6 +183,8 @@ class Compute:
         "_cache",
         "_factory",
         "_l2_failed",
+        "_late",
+        "_lock",
         "_opts",
         "_refresh",
         "_skey",
@@ -201,6 +215,10 @@ class Compute:
         self._refresh = refresh
         self._l2_failed = False
         self._t0 = 0.0
+        #: (lock key, token) while this work holds the key's distributed lock.
+        self._lock: tuple[str, bytes] | None = None
+        #: The factory outlived its callers (timeout): its late finish releases the lock.
+        self._late = False
         #: The fail-safe candidate: the newest stale value found in L1 or L2.
         self.stale = stale
 
@@ -220,6 +238,19 @@ class Compute:
             return None
 
     def read(self) -> Any:
+        result = self._read()
+        opts = self._opts
+        if (
+            result is MISS
+            and opts.distributed_lock
+            and not opts.skip_distributed
+            and not self._l2_failed
+            and self._cache._l2 is not None
+        ):
+            return self._wait_or_lock()
+        return result
+
+    def _read(self) -> Any:
         opts = self._opts
         cache = self._cache
         l2 = cache._l2
@@ -254,6 +285,69 @@ class Compute:
             core.events.distributed_misses += 1
         return MISS
 
+    # -- the distributed lock -------------------------------------------------------------------
+
+    def _wait_or_lock(self) -> Any:
+        """After an L2 miss: MISS once this work may run the factory, or the holder's value."""
+        cache = self._cache
+        l2 = cache._l2
+        assert l2 is not None
+        core = cache._core
+        opts = self._opts
+        skey = self._skey
+        name = lock_key(core.namespace, skey)
+        token = secrets.token_bytes(16)
+        timeout = opts.distributed_lock_timeout
+        taken = l2.acquire_lock(name, token, timeout)
+        if taken is None:  # L2 failed (counted): the lock is for efficiency, compute
+            return MISS
+        if taken:
+            self._lock = (name, token)
+            return MISS
+        if self._refresh:
+            return _HELD  # the holder is computing the next value: nothing to refresh here
+        core.events.emit("lock_waits", key=skey)
+        deadline = time.monotonic() + timeout
+        pause = _POLL_FIRST
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                core.events.emit("lock_timeouts", key=skey)
+                logger.warning(
+                    "waited %.1f s for the distributed lock of %r; running the factory",
+                    timeout,
+                    skey,
+                )
+                return MISS
+            cache._runtime.sleep(min(pause, left))
+            pause = min(pause * 2, _POLL_MAX)
+            started = core.versions.current()
+            data = l2.get(skey)
+            value = cache._accept_l2(skey, data, opts, self._type, started)
+            if value is not MISS:
+                return value
+            # No value yet: the holder may have failed or crashed (its lock then expires).
+            taken = l2.acquire_lock(name, token, timeout)
+            if taken is None:
+                return MISS
+            if taken:
+                self._lock = (name, token)
+                return MISS
+
+    def _unlock(self) -> None:
+        held, self._lock = self._lock, None
+        if held is not None and self._cache._l2 is not None:
+            self._cache._l2.release_lock(*held)
+
+    def _unlock_later(self) -> None:
+        # From sync code that can't the release: let a background task do it.
+        if self._lock is None:
+            return
+        try:
+            self._cache._runtime.background(self._unlock)
+        except Exception:  # the cache closed: the lock expires on its own
+            self._lock = None
+
     def _due(self, dec: Any, now: float, cost: float) -> bool:
         # Refresh due for an entry read from L2 without an L1 to plan it in.
         point = refresh_point(self._opts, dec.created_at, dec.logical_expiry, cost)
@@ -274,25 +368,41 @@ class Compute:
             result = cache._runtime.begin(self._factory)
         except Exception as exc:
             events.factory_errors += 1
-            return self._fall_back(exc, "factory_error"), None
+            try:
+                return self._fall_back(exc, "factory_error"), None
+            except BaseException:
+                self._unlock_later()
+                raise
         if inspect.isawaitable(result):
             return result
-        return self._stage(result)
+        try:
+            return self._stage(result)
+        except BaseException:
+            self._unlock_later()
+            raise
 
     def finish(self, staged: Staged | None) -> None:
-        self._cache._commit(staged)
+        try:
+            self._cache._commit(staged)
+        finally:
+            if self._lock is not None:
+                self._unlock()
 
     def complete(self, pending: Any) -> Any:
-        if pending is _TIMED:
-            return self._timed()
         try:
-            result = pending
-        except Exception as exc:
-            self._cache._core.events.factory_errors += 1
-            return self._fall_back(exc, "factory_error")
-        value, staged = self._stage(result)
-        self._cache._commit(staged)
-        return value
+            if pending is _TIMED:
+                return self._timed()
+            try:
+                result = pending
+            except Exception as exc:
+                self._cache._core.events.factory_errors += 1
+                return self._fall_back(exc, "factory_error")
+            value, staged = self._stage(result)
+            self._cache._commit(staged)
+            return value
+        finally:
+            if self._lock is not None and not self._late:
+                self._unlock()
 
     # -- timeouts and fail-safe -----------------------------------------------------------------
 
@@ -313,6 +423,7 @@ class Compute:
             return self._fall_back(exc, "factory_error")
         if result is TIMED_OUT:
             events.factory_timeouts += 1
+            self._late = True
             run.then(self._finish_late)
             reason = "soft_timeout" if limit == soft else "hard_timeout"
             timeout = FactoryTimeoutError(
@@ -327,13 +438,16 @@ class Compute:
     def _finish_late(self, run: Run) -> None:
         """Store the value of a factory that finished after its callers stopped waiting."""
         try:
-            result = run.wait(None)
-        except Exception as exc:
-            self._cache._core.events.factory_errors += 1
-            logger.warning("factory of %r failed after its timeout: %r", self._skey, exc)
-            return
-        _, staged = self._stage(result)
-        self._cache._commit(staged)
+            try:
+                result = run.wait(None)
+            except Exception as exc:
+                self._cache._core.events.factory_errors += 1
+                logger.warning("factory of %r failed after its timeout: %r", self._skey, exc)
+                return
+            _, staged = self._stage(result)
+            self._cache._commit(staged)
+        finally:
+            self._unlock()
 
     def _fall_back(self, exc: Exception, reason: str) -> Any:
         """Serve the stale value for a failed or late factory, or raise ``exc``."""

@@ -1,0 +1,191 @@
+"""The distributed stampede lock (``EntryOptions(distributed_lock=True)``) across cache nodes.
+
+Each node is a cache with its own L1 and its own L2 client (its own Redis connections, or its
+own SQLite connection to the same file), as two processes would have. The sync twin
+(tests/_sync/test_distributed_lock.py) is generated from this file; the test across OS
+processes is in tests/test_fleet.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import dataferry as df
+from tests.chaos import AsyncLatch, AsyncReading, Faults, async_until, async_wait, count_events
+
+NS = "lock"
+LOCKED = df.EntryOptions(distributed_lock=True)
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def l2_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Builds one L2 client per node, all on the same store."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "l2.sqlite")
+        return lambda: df.SQLiteCache(path)
+    url = request.getfixturevalue("redis_url")
+    return lambda: df.RedisCache.from_url(url)
+
+
+def node(l2_factory: Any, **kwargs: Any) -> df.AsyncDataFerry:
+    return df.AsyncDataFerry(distributed=l2_factory(), namespace=NS, **kwargs)
+
+
+class Factory:
+    """A factory that counts its calls and, when given a latch, waits on it first."""
+
+    def __init__(self, value: Any, latch: AsyncLatch | None = None, error: bool = False) -> None:
+        self.value = value
+        self.latch = latch
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self) -> Any:
+        self.calls += 1
+        if self.latch is not None:
+            await self.latch.wait()
+        if self.error:
+            raise RuntimeError("the database is down")
+        return self.value
+
+
+async def test_one_node_computes_and_the_other_waits_for_its_value(l2_factory: Any) -> None:
+    a, b = node(l2_factory), node(l2_factory)
+    latch = AsyncLatch()
+    make_a, make_b = Factory("from a", latch), Factory("from b")
+    waits = count_events(b, "lock_waits")
+    async with a, b:
+        first = AsyncReading(lambda: a.get_or_set("report", make_a, options=LOCKED))
+
+        async def a_holds_the_lock() -> bool:
+            return latch.entered == 1
+
+        await async_until(a_holds_the_lock)
+        second = AsyncReading(lambda: b.get_or_set("report", make_b, options=LOCKED))
+        await async_wait(waits(1))  # b found the lock taken and polls L2
+        latch.open()
+        assert await first.result() == "from a"
+        assert await second.result() == "from a"
+        assert (make_a.calls, make_b.calls) == (1, 0)
+        assert b.stats().lock_waits == 1
+        assert b.stats().lock_timeouts == 0
+        # b read a's value from L2 and keeps it in its L1.
+        assert await b.get("report", options=df.EntryOptions(skip_distributed=True)) == "from a"
+
+
+async def test_without_the_option_each_node_computes(l2_factory: Any) -> None:
+    a, b = node(l2_factory), node(l2_factory)
+    latch = AsyncLatch()
+    make_a, make_b = Factory("from a", latch), Factory("from b")
+    async with a, b:
+        first = AsyncReading(lambda: a.get_or_set("report", make_a))
+
+        async def a_computes() -> bool:
+            return latch.entered == 1
+
+        await async_until(a_computes)
+        assert await b.get_or_set("report", make_b) == "from b"
+        latch.open()
+        assert await first.result() == "from a"
+        assert (make_a.calls, make_b.calls) == (1, 1)
+
+
+async def test_a_holder_whose_factory_fails_lets_a_waiter_compute(l2_factory: Any) -> None:
+    a, b = node(l2_factory), node(l2_factory)
+    latch = AsyncLatch()
+    failing, make_b = Factory(None, latch, error=True), Factory("from b")
+    waits = count_events(b, "lock_waits")
+    async with a, b:
+        first = AsyncReading(
+            lambda: _error_of(lambda: a.get_or_set("report", failing, options=LOCKED))
+        )
+
+        async def a_holds_the_lock() -> bool:
+            return latch.entered == 1
+
+        await async_until(a_holds_the_lock)
+        second = AsyncReading(lambda: b.get_or_set("report", make_b, options=LOCKED))
+        await async_wait(waits(1))
+        latch.open()  # a's factory raises: a releases the lock without a value
+        assert isinstance(await first.result(), RuntimeError)
+        assert await second.result() == "from b"
+        assert make_b.calls == 1
+        assert b.stats().lock_timeouts == 0  # b took the freed lock, it did not time out
+
+
+async def _error_of(call: Any) -> BaseException | None:
+    try:
+        await call()
+    except Exception as exc:
+        return exc
+    return None
+
+
+async def test_a_crashed_holders_lock_expires(l2_factory: Any) -> None:
+    backend = l2_factory()
+    # A holder that crashed: it took the lock (documented layout {ns}:lock:k:{key}) and is gone.
+    assert await backend.aacquire_lock(f"{NS}:lock:k:report", secrets.token_bytes(16), 0.3)
+    async with node(l2_factory) as cache:
+        make = Factory("computed")
+        started = time.monotonic()
+        value = await cache.get_or_set(
+            "report", make, options=df.EntryOptions(distributed_lock=True)
+        )
+        waited = time.monotonic() - started
+        assert value == "computed"
+        assert make.calls == 1
+        assert cache.stats().lock_waits == 1
+        assert cache.stats().lock_timeouts == 0  # the lock expired: taken, no timeout
+        assert waited < 5  # far below the default distributed_lock_timeout (10 s)
+    await backend.aclose()
+
+
+async def test_the_wait_is_bounded_then_the_factory_runs_anyway(l2_factory: Any) -> None:
+    backend = l2_factory()
+    assert await backend.aacquire_lock(f"{NS}:lock:k:report", secrets.token_bytes(16), 60)
+    async with node(l2_factory) as cache:
+        seen = count_events(cache, "lock_timeouts")
+        make = Factory("computed")
+        options = df.EntryOptions(distributed_lock=True, distributed_lock_timeout=0.2)
+        assert await cache.get_or_set("report", make, options=options) == "computed"
+        await async_wait(seen(1))
+        assert make.calls == 1
+        assert cache.stats().lock_timeouts == 1
+    await backend.aclose()
+
+
+async def test_an_l2_failure_on_the_lock_runs_the_factory(l2_factory: Any) -> None:
+    faults = Faults(ConnectionError("lock store down"), "acquire_lock")
+    async with node(l2_factory, distributed_layers=[faults]) as cache:
+        make = Factory("computed")
+        assert await cache.get_or_set("report", make, options=LOCKED) == "computed"
+        assert make.calls == 1
+        assert faults.calls["acquire_lock"] == 1
+        assert cache.stats().distributed_errors == 1
+        # The value was written to L2 all the same.
+        faults.failing = False
+        async with node(l2_factory, memory=None) as reader:
+            assert await reader.get("report") == "computed"
+
+
+async def test_the_lock_is_released_after_the_value_is_written(l2_factory: Any) -> None:
+    async with node(l2_factory) as cache:
+        await cache.get_or_set("report", Factory(1), options=LOCKED)
+        await cache.get_or_set("other", Factory(2), options=LOCKED)
+    # Both locks were released: anyone can take them at once.
+    backend = l2_factory()
+    for key in ("report", "other"):
+        assert await backend.aacquire_lock(f"{NS}:lock:k:{key}", b"me", 5)
+    await backend.aclose()
+
+
+async def test_lock_option_is_validated() -> None:
+    with pytest.raises(df.ConfigurationError):
+        df.EntryOptions(distributed_lock=1)  # type: ignore[arg-type]
+    with pytest.raises(df.ConfigurationError):
+        df.EntryOptions(distributed_lock_timeout=0)
