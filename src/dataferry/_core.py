@@ -28,6 +28,7 @@ from dataferry._keys import check_key, check_namespace, check_tenant, key_prefix
 from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions, seconds
 from dataferry._resolve import Resolved, Resolver
+from dataferry._scopes import Floor, Scopes, TagIndex
 
 __all__ = ["CLOSED_MEMORY", "DEFAULT", "MISS", "Core", "L1Meta", "Versions", "logger"]
 
@@ -119,6 +120,8 @@ class Core:
         "namespace",
         "refreshing",
         "resolver",
+        "scopes",
+        "tag_index",
         "versions",
         "views",
     )
@@ -165,6 +168,8 @@ class Core:
         # The root cache and its tenant views, so closing the cache closes every view.
         self.views: weakref.WeakSet[Any] = weakref.WeakSet()
         self.versions = Versions()
+        self.scopes = Scopes(self.namespace)
+        self.tag_index = TagIndex()
         # Storage keys with a background refresh running (eager refresh, XFetch): one each.
         self.refreshing: set[str] = set()
         # A moving average of factory durations (seconds): XFetch's cost for entries that
@@ -184,6 +189,33 @@ class Core:
         memory = self.memory
         if memory is not None:
             memory.clear()
+        self.tag_index.clear()
+        self.scopes.forget()
+
+    def drop_tag(self, name: str) -> None:
+        """The tag record ``name`` changed: drop its L1 entries, refuse fills begun before.
+
+        Every fill is refused, not only those of the tag's keys: a read in flight may carry
+        the tag and not be in the index yet.
+        """
+        self.versions.distrust()
+        memory = self.memory
+        for skey in self.tag_index.pop(name):
+            if memory is not None:
+                memory.remove(skey)
+
+    def drop_scope(self, tenant: str | None) -> None:
+        """The namespace (``tenant`` None) or a tenant was cleared: drop its L1 entries."""
+        self.versions.distrust()
+        memory = self.memory
+        if memory is not None:
+            memory.remove_prefix(f"{self.namespace}:" if tenant is None else self.prefix(tenant))
+
+    def index_tags(self, skey: str, tenant: str | None, tags: tuple[str, ...]) -> None:
+        """Note that the L1 entry ``skey`` carries ``tags`` (see :class:`TagIndex`)."""
+        memory = self.memory
+        if memory is not None:
+            self.tag_index.add(self.scopes.tag_names(tenant, tags), skey, memory)
 
     def record_cost(self, seconds: float) -> None:
         """Fold one factory duration into the moving average of :attr:`cost`."""
@@ -303,7 +335,7 @@ class Core:
                 tags=tags,
                 compress=compress,
                 encrypt=encrypt,
-                tenant=tenant,
+                tenant=self.scopes.kdf_scope(tenant),
             )
             if len(data) > self.max_payload_bytes:
                 raise PayloadTooLargeError(
@@ -318,19 +350,39 @@ class Core:
             return None
         return data
 
-    def decode(self, skey: str, data: bytes, tenant: str | None, type: Any) -> Decoded | None:
-        """Decode L2 bytes; any fault is a miss (counted, logged with the key, never the value)."""
+    def decode(
+        self, skey: str, data: bytes, tenant: str | None, type: Any, floor: Floor | None = None
+    ) -> Decoded | None:
+        """Decode L2 bytes; any fault is a miss (counted, logged with the key, never the value).
+
+        An entry created at or before ``floor.at`` (the latest clear of its scope) is a miss
+        too, found from its header without decoding (or decrypting) it.
+        """
+        codec = self.codec
+        if floor is None:
+            floor = self.scopes.floor(tenant)
+        if floor.at:
+            created = codec.created_at(data)
+            if created is not None and created <= floor.at:
+                return None
         try:
-            return self.codec.decode(data, key=skey, tenant=tenant, type=type)
+            return codec.decode(data, key=skey, tenant=floor.kdf, type=type)
         except DecodeError as exc:
             self.events.emit("decode_errors", key=skey, error=str(exc))
             logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, exc)
             return None
 
-    def fresh(self, skey: str, data: bytes | None, tenant: str | None, type: Any) -> Any:
+    def fresh(
+        self,
+        skey: str,
+        data: bytes | None,
+        tenant: str | None,
+        type: Any,
+        floor: Floor | None = None,
+    ) -> Any:
         """Return the decoded entry if ``data`` is fresh, else ``MISS``; counts L2 hit/miss."""
         if data is not None:
-            dec = self.decode(skey, data, tenant, type)
+            dec = self.decode(skey, data, tenant, type, floor)
             if dec is not None and dec.logical_expiry > time.time():
                 self.events.distributed_hits += 1
                 return dec
@@ -338,15 +390,27 @@ class Core:
         return MISS
 
     def fresh_many(
-        self, skeys: list[str], blobs: list[bytes | None], tenant: str | None, type: Any
+        self,
+        skeys: list[str],
+        blobs: list[bytes | None],
+        tenant: str | None,
+        type: Any,
+        floor: Floor | None = None,
     ) -> list[tuple[str, Decoded, int]]:
         """``(skey, entry, stored size)`` of the fresh entries of a batch read, in order.
 
         :meth:`fresh` for many keys at once: one clock read, one codec call for the batch
         (:meth:`Codec.decode_many`); undecodable entries are misses, counted and logged.
         """
+        if floor is None:
+            floor = self.scopes.floor(tenant)
         found, failed = self.codec.decode_many(
-            skeys, blobs, tenant=tenant, type=type, fresh_after=time.time()
+            skeys,
+            blobs,
+            tenant=floor.kdf,
+            type=type,
+            fresh_after=time.time(),
+            created_after=floor.at,
         )
         for skey, error in failed:
             self.events.emit("decode_errors", key=skey, error=error)
@@ -363,14 +427,25 @@ class Core:
         keys: list[str],
         tenant: str | None,
         type: Any,
+        floor: Floor | None = None,
+        tagged: list[tuple[Any, float, tuple[str, ...]]] | None = None,
     ) -> dict[str, Any]:
         """``{keys[i]: value}`` of the fresh entries of a batch read (``skeys[i]``'s bytes).
 
         :meth:`fresh_many` for a read that fills no L1: values only, keyed by the caller's
         keys (:meth:`Codec.decode_values`), so nothing is built per entry but the value.
         """
+        if floor is None:
+            floor = self.scopes.floor(tenant)
         values, hits, failed = self.codec.decode_values(
-            skeys, blobs, keys, tenant=tenant, type=type, fresh_after=time.time()
+            skeys,
+            blobs,
+            keys,
+            tenant=floor.kdf,
+            type=type,
+            fresh_after=time.time(),
+            created_after=floor.at,
+            tagged=tagged,
         )
         for skey, error in failed:
             self.events.emit("decode_errors", key=skey, error=error)
@@ -378,6 +453,12 @@ class Core:
         self.events.distributed_hits += hits
         self.events.distributed_misses += len(skeys) - hits
         return values
+
+    def unhit(self, count: int = 1) -> None:
+        """Count ``count`` L2 hits as misses after all (a tag removal made them stale)."""
+        events = self.events
+        events.distributed_hits -= count
+        events.distributed_misses += count
 
     # -- stats --------------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@
 Storage key = ``{namespace}:k:{key}`` or ``{namespace}:t:{tenant}:{key}``. Namespace and tenant
 ids are restricted to ``[A-Za-z0-9_.-]{1,64}`` (no ``:``), so no (tenant, key) pair can produce
 the storage key of another pair. The cache's own records live beside them under other markers,
-which no storage key can produce: ``{namespace}:lock:...`` (distributed locks).
+which no storage key can produce: ``{namespace}:lock:...`` (distributed locks),
+``{namespace}:tag:k:{tag}`` / ``{namespace}:tag:t:{tenant}:{tag}`` (when a tag was last
+removed) and ``{namespace}:clear`` / ``{namespace}:clear:t:{tenant}`` (when the namespace or a
+tenant was last cleared, and its key-derivation epoch).
 """
 
 from __future__ import annotations
@@ -73,3 +76,35 @@ def lock_key(namespace: str, storage_key: str) -> str:
     tag (``{user}:1``) keeps it, so on a Cluster the lock lives on the slot of its entry.
     """
     return f"{namespace}:lock:{storage_key[len(namespace) + 1 :]}"
+
+
+def clear_key(namespace: str, tenant: str | None) -> str:
+    """Return the L2 key of the clear record of the namespace (``tenant`` None) or a tenant."""
+    if tenant is None:
+        return f"{namespace}:clear"
+    return f"{namespace}:clear:t:{tenant}"
+
+
+def tag_key(namespace: str, tenant: str | None, tag: str) -> str:
+    """Return the L2 key of the removal record of ``tag`` among the entries of a tenant (or not).
+
+    Tags are per tenant: a tenant's ``remove_by_tag`` never touches another tenant's entries.
+    """
+    if tenant is None:
+        return f"{namespace}:tag:k:{tag}"
+    return f"{namespace}:tag:t:{tenant}:{tag}"
+
+
+def clear_scope(namespace: str, name: str) -> tuple[bool, str | None]:
+    """Whether ``name`` is a clear record, and whose: ``(True, tenant)`` or ``(False, None)``.
+
+    The namespace's own record gives ``(True, None)``.
+    """
+    root = f"{namespace}:clear"
+    if name == root:
+        return True, None
+    if name.startswith(root + ":t:"):
+        tenant = name[len(root) + 3 :]
+        if _ID_RE.fullmatch(tenant) is not None:
+            return True, tenant
+    return False, None

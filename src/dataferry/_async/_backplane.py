@@ -18,6 +18,7 @@ publish that succeeds, or when the subscription comes back; ``close`` tries the 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -32,6 +33,8 @@ from dataferry._backends._backplane import (
 )
 from dataferry._core import Core
 from dataferry._errors import DistributedCacheError
+from dataferry._keys import clear_scope
+from dataferry._scopes import STATE_MAX_AGE
 
 __all__ = ["Action", "AsyncBackplaneAccessor"]
 
@@ -76,9 +79,19 @@ class AsyncBackplaneAccessor:
         if message.sender == self.sender.value:
             return
         action = message.action
+        key = message.key
         if action in (Action.SET, Action.REMOVE, Action.EXPIRE):
-            core.invalidate(message.key)
-        else:  # TAG, CLEAR: a newer node's scopes this one can't apply key by key
+            core.invalidate(key)
+        elif action is Action.TAG and key.startswith(f"{core.namespace}:tag:"):
+            # The time in the message protects at once; the record is fetched again on its
+            # next use, so what L2 holds has the last word.
+            core.scopes.note(key, message.version / 1e6, known=False)
+            core.drop_tag(key)
+        elif action is Action.CLEAR and (scope := clear_scope(core.namespace, key))[0]:
+            core.scopes.note(key, message.version / 1e6, known=False)  # and its new epoch
+            if message.version:  # 0: a first epoch was seeded, nothing was cleared
+                core.drop_scope(scope[1])
+        else:  # a scope this node can't apply key by key (a FLUSHDB, a newer node's)
             core.distrust()
         latency = max(time.time_ns() // 1000 - message.sent_at, 0) / 1000.0
         core.events.emit(
@@ -93,21 +106,32 @@ class AsyncBackplaneAccessor:
             logger.info("backplane reconnected: L1 emptied (invalidations may have been missed)")
         elif state == "disconnected":
             logger.warning("backplane disconnected: L1 may serve values other nodes replaced")
+        # Connected, messages keep the tag and clear records this node knows current; while
+        # not, records are fetched again after STATE_MAX_AGE, as without a backplane.
+        core.scopes.max_age = STATE_MAX_AGE if state == "disconnected" else math.inf
         core.events.notify("backplane_state", state=state)
 
     # -- sending ------------------------------------------------------------------------------
 
-    async def publish(self, action: Action, skeys: Iterable[str]) -> None:
-        """Tell the other nodes that ``skeys`` changed (failures are kept for a retry)."""
+    async def publish(
+        self, action: Action, skeys: Iterable[str], *, version: int | None = None
+    ) -> None:
+        """Tell the other nodes that ``skeys`` changed (failures are kept for a retry).
+
+        ``version``: the messages' version (default: the latest local invalidation version;
+        tag and clear records send their time, in microseconds).
+        """
         for skey in skeys:
-            if not await self._send(action, skey):
+            if not await self._send(action, skey, version):
                 self._keep(action, skey)
         if self._pending and not self._down:
             await self.flush()
 
-    async def _send(self, action: Action, skey: str) -> bool:
+    async def _send(self, action: Action, skey: str, version: int | None = None) -> bool:
         core = self._core
-        payload = encode_message(self.sender.value, action, skey, core.versions.current())
+        if version is None:
+            version = core.versions.current()
+        payload = encode_message(self.sender.value, action, skey, version)
         try:
             await self._backplane.apublish(self._channel, payload)
         except DistributedCacheError as exc:

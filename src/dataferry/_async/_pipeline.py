@@ -258,10 +258,13 @@ class AsyncCompute:
         core = cache._core
         skey = self._skey
         started = core.versions.current()
+        floor = await cache._floor()
         data = await self._get()
         if not opts.fail_safe and not opts.refreshes:
-            return cache._accept_l2(skey, data, opts, self._type, started)
-        dec = None if data is None else core.decode(skey, data, cache._tenant, self._type)
+            return await cache._accept_l2(skey, data, opts, self._type, started, floor)
+        dec = None if data is None else core.decode(skey, data, cache._tenant, self._type, floor)
+        if dec is not None and dec.tags and await cache._tag_removed(dec.tags, dec.created_at):
+            dec = None  # removed by tag: neither fresh nor a fail-safe candidate
         now = time.time()
         if dec is not None and data is not None:
             if dec.logical_expiry > now:
@@ -321,8 +324,9 @@ class AsyncCompute:
             await cache._runtime.sleep(min(pause, left))
             pause = min(pause * 2, _POLL_MAX)
             started = core.versions.current()
+            floor = await cache._floor()
             data = await l2.get(skey)
-            value = cache._accept_l2(skey, data, opts, self._type, started)
+            value = await cache._accept_l2(skey, data, opts, self._type, started, floor)
             if value is not MISS:
                 return value
             # No value yet: the holder may have failed or crashed (its lock then expires).

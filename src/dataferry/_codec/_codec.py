@@ -480,6 +480,17 @@ class Codec:
             # Only the exception's class: some libraries (pydantic) put the input in messages.
             raise DecodeError(type_name(exc)) from exc
 
+    @staticmethod
+    def created_at(data: bytes) -> float | None:
+        """The creation time in an entry's header (None: no header), nothing else checked.
+
+        For skipping entries a clear made stale before decoding (decrypting) them.
+        """
+        try:
+            return float(FIXED_HEADER.unpack_from(data)[5])
+        except Exception:
+            return None
+
     def decode_many(
         self,
         keys: Sequence[str],
@@ -488,12 +499,14 @@ class Codec:
         tenant: str | None = None,
         type: Any = None,
         fresh_after: float = float("-inf"),
+        created_after: float = float("-inf"),
     ) -> tuple[list[tuple[str, Decoded, int]], list[tuple[str, str]]]:
         """Decode a batch read: ``blobs[i]`` holds the bytes read from ``keys[i]`` (None: absent).
 
         Returns ``(found, failed)``: ``found`` lists ``(key, entry, stored size)`` for the
-        entries whose ``logical_expiry`` is after ``fresh_after``, in order (the others are
-        dropped without deserializing their value); ``failed`` lists ``(key, reason)`` for the
+        entries whose ``logical_expiry`` is after ``fresh_after`` and whose ``created_at`` is
+        after ``created_after``, in order (the others are dropped without deserializing or
+        decrypting their value); ``failed`` lists ``(key, reason)`` for the
         bytes that :meth:`decode` refuses. Each entry is checked exactly as :meth:`decode`
         checks it; the common one (plain, uncompressed JSON without tags) takes a path with one
         struct call, one CRC pass over the bytes as stored and one slice handed to orjson.
@@ -521,10 +534,12 @@ class Codec:
                     and not kid_len
                     and crc(data, crc(key.encode(), 0)) == residue
                 ):
-                    if expiry > fresh_after:
+                    if expiry > fresh_after and created > created_after:
                         value = loads(data[25:-4])  # PLAIN_HEADER_SIZE, CHECKSUM_SIZE
                         append((key, new(Decoded, (value, created, expiry, ())), len(data)))
                     continue
+                if created <= created_after:
+                    continue  # cleared: not even decrypted (an erased epoch can't be)
             except Exception:  # decode() below names the fault
                 pass
             dec = self._decode_or_report(data, key, tenant, type, failed)
@@ -541,6 +556,8 @@ class Codec:
         tenant: str | None = None,
         type: Any = None,
         fresh_after: float = float("-inf"),
+        created_after: float = float("-inf"),
+        tagged: list[tuple[Any, float, tuple[str, ...]]] | None = None,
     ) -> tuple[dict[Any, Any], int, list[tuple[str, str]]]:
         """:meth:`decode_many` for callers that need only the values.
 
@@ -548,7 +565,8 @@ class Codec:
         result (e.g. the caller's key before its namespace prefix); ``hits`` counts the fresh
         entries (a name given twice counts twice). No envelope metadata is built: a batch read
         without an L1 to fill keeps nothing per entry but the value (the header fields and the
-        payload slice are dropped as soon as the value is decoded).
+        payload slice are dropped as soon as the value is decoded). ``tagged``, if given,
+        receives ``(name, created_at, tags)`` for each fresh entry that has tags.
         """
         loads, plain_json = self._batch_loader(type)
         values: dict[Any, Any] = {}
@@ -559,17 +577,20 @@ class Codec:
             if data is None:
                 continue
             try:  # as in decode_many
-                prefix, _, expiry, ntags, kid_len = unpack(data)
+                prefix, created, expiry, ntags, kid_len = unpack(data)
                 if (
                     prefix == plain_json
                     and not ntags
                     and not kid_len
                     and crc(data, crc(key.encode(), 0)) == residue
                 ):
-                    if expiry > fresh_after:
+                    if expiry > fresh_after and created > created_after:
                         values[name] = loads(data[25:-4])
                     else:
                         stale += 1
+                    continue
+                if created <= created_after:
+                    stale += 1
                     continue
             except Exception:  # decode() below names the fault
                 pass
@@ -577,6 +598,8 @@ class Codec:
             if dec is not None:
                 if dec.logical_expiry > fresh_after:
                     values[name] = dec.value
+                    if dec.tags and tagged is not None:
+                        tagged.append((name, dec.created_at, dec.tags))
                 else:
                     stale += 1
         # Counted from the few misses, not per hit: absent, refused, stale.

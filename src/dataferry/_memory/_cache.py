@@ -619,6 +619,19 @@ class MemoryCache:
             self._policy.record_remove(key)
             return entry[1] > now
 
+    def remove_prefix(self, prefix: str) -> int:
+        """Remove every entry whose key starts with ``prefix``; return how many there were.
+
+        One pass over the keys (for rare, bulk removals such as clearing a tenant).
+        """
+        with self._lock:
+            keys = [k for k in self._data if k.startswith(prefix)]
+            policy = self._policy
+            for key in keys:
+                self._weight -= self._forget(key)
+                policy.record_remove(key)
+            return len(keys)
+
     def clear(self) -> None:
         """Remove every entry (the counters are kept)."""
         with self._lock:

@@ -15,6 +15,7 @@ from dataferry._sync._backplane import Action, BackplaneAccessor
 from dataferry._sync._flight import SingleFlight
 from dataferry._sync._l2 import DistributedAccessor
 from dataferry._sync._pipeline import Compute, Staged, serve_refreshing
+from dataferry._sync._tags import clear, ensure, remove_by_tag, seed_epochs
 from dataferry._backends import Backplane, DistributedCache
 from dataferry._callables import Factory, LoadMany
 from dataferry._codec import Codec, Decoded
@@ -28,6 +29,7 @@ from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions
 from dataferry._resilience import DEFAULT_RESILIENCE, Resilience, check_resilience
 from dataferry._resolve import Resolved
+from dataferry._scopes import TAG_RETENTION, Floor
 from dataferry._synchronization import Runtime
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ class DataFerry:
     __slots__ = (
         "__weakref__",
         "_bp",
+        "_clear_names",
         "_core",
         "_flights",
         "_l2",
@@ -182,6 +185,7 @@ class DataFerry:
         self._flights = flights
         self._tenant = tenant
         self._prefix = core.prefix(tenant)
+        self._clear_names = core.scopes.clear_names(tenant)
         # Hot-path copy: an attribute load on self is cheaper than core.memory. A closed cache
         # swaps it for CLOSED_MEMORY, so L1 hits pay nothing for the closed check.
         self._memory: Any = CLOSED_MEMORY if runtime.closed else core.memory
@@ -394,19 +398,51 @@ class DataFerry:
         if l2 is None or opts.skip_distributed:
             return MISS
         started = self._core.versions.current()
+        floor = self._floor()
         data = l2.get(skey, raise_errors=opts.raise_distributed_errors)
-        return self._accept_l2(skey, data, opts, type, started)
+        return self._accept_l2(skey, data, opts, type, started, floor)
 
     def _accept_l2(
-        self, skey: str, data: bytes | None, opts: Resolved, type: Any, started: int
+        self, skey: str, data: bytes | None, opts: Resolved, type: Any, started: int, floor: Floor
     ) -> Any:
-        """The value of ``data`` read from L2 if fresh (also put in L1), else MISS."""
-        dec = self._core.fresh(skey, data, self._tenant, type)
+        """The value of ``data`` read from L2 if fresh (also put in L1), else MISS.
+
+        ``floor`` is what this view's entries are judged by (:meth:`_floor`).
+        """
+        core = self._core
+        dec = core.fresh(skey, data, self._tenant, type, floor)
         if dec is MISS:
+            return MISS
+        if dec.tags and self._tag_removed(dec.tags, dec.created_at):
+            core.unhit()
             return MISS
         assert data is not None
         self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0, started)
         return dec.value
+
+    def _floor(self) -> Floor:
+        """The latest clear of this view's entries (fetching the records if need be).
+
+        Called before every L2 read and write of entries: it also makes sure the epochs the
+        codec derives this view's keys from are current.
+        """
+        names = self._clear_names
+        core = self._core
+        scopes = core.scopes
+        if scopes.missing(names):
+            ensure(self, names)
+            if core.codec.encrypts:
+                unseeded = scopes.unseeded(names)
+                if unseeded:
+                    seed_epochs(self, unseeded)
+        return scopes.floor(self._tenant)
+
+    def _tag_removed(self, tags: tuple[str, ...], created_at: float) -> bool:
+        """Whether any of ``tags`` was removed at or after ``created_at`` (in this tenant)."""
+        scopes = self._core.scopes
+        names = scopes.tag_names(self._tenant, tags)
+        ensure(self, names)
+        return scopes.latest(names) >= created_at
 
     def _fill_l1(
         self,
@@ -432,6 +468,8 @@ class DataFerry:
         memory.set(
             skey, dec.value, plan.ttl, meta=plan.meta, size_hint=size, stale_ttl=plan.stale_ttl
         )
+        if dec.tags:
+            core.index_tags(skey, self._tenant, dec.tags)
         return plan
 
     @overload
@@ -559,8 +597,17 @@ class DataFerry:
             if l2 is None or opts.skip_distributed or not pairs:
                 return {}
             skeys = [skey for _, skey in pairs]
+            floor = self._floor()
             blobs = l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
-            return core.fresh_values(skeys, blobs, [k for k, _ in pairs], self._tenant, type)
+            tagged: list[tuple[Any, float, tuple[str, ...]]] = []
+            values = core.fresh_values(
+                skeys, blobs, [k for k, _ in pairs], self._tenant, type, floor, tagged
+            )
+            for k, created_at, tags in tagged:
+                if self._tag_removed(tags, created_at):
+                    del values[k]
+                    core.unhit()
+            return values
         found, missing = self._l1_get_many(pairs, opts, type)
         if missing:
             hits = self._l2_get_many([skey for _, skey in missing], opts, type)
@@ -588,10 +635,21 @@ class DataFerry:
         l2 = self._l2
         if l2 is None or opts.skip_distributed or not skeys:
             return {}
-        started = self._core.versions.current()
+        core = self._core
+        started = core.versions.current()
+        floor = self._floor()
         blobs = l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
-        found = self._core.fresh_many(skeys, blobs, self._tenant, type)
-        if self._core.memory is not None and not opts.skip_memory:
+        found = core.fresh_many(skeys, blobs, self._tenant, type, floor)
+        if any(dec.tags for _, dec, _ in found):
+            kept = []
+            for entry in found:
+                dec = entry[1]
+                if dec.tags and self._tag_removed(dec.tags, dec.created_at):
+                    core.unhit()
+                else:
+                    kept.append(entry)
+            found = kept
+        if core.memory is not None and not opts.skip_memory:
             now = time.time()
             for skey, dec, size in found:
                 self._fill_l1(skey, dec, opts, type, size, now, 0.0, started)
@@ -693,6 +751,8 @@ class DataFerry:
         *,
         strict: bool,
     ) -> None:
+        if self._l2 is not None and not opts.skip_distributed and self._core.codec.encrypts:
+            self._floor()  # the current epochs, to encrypt with
         self._commit(self._stage(skey, value, opts, tags, strict=strict))
 
     def _stage(
@@ -747,7 +807,14 @@ class DataFerry:
                 size_hint=None if data is None else len(data),
                 stale_ttl=plan.stale_ttl,
             )
-        return None if data is None else Staged(skey, data, opts.physical_ttl(ttl), opts)
+            if tags:
+                core.index_tags(skey, self._tenant, tags)
+        if data is None:
+            return None
+        physical = opts.physical_ttl(ttl)
+        if tags:  # never outlive the record of a removal of its tags (see TAG_RETENTION)
+            physical = min(physical, TAG_RETENTION)
+        return Staged(skey, data, physical, opts)
 
     def _commit(self, staged: Staged | None) -> None:
         """Do the L2 write that :meth:`_stage` left (a set, or a delete for ``ttl=0``)."""
@@ -804,6 +871,8 @@ class DataFerry:
             self._delete(list(values), opts)
             return
         core = self._core
+        if self._l2 is not None and not opts.skip_distributed and self._core.codec.encrypts:
+            self._floor()  # the current epochs, to encrypt with
         for skey in values:
             core.versions.bump(skey)
         now = time.time()
@@ -838,7 +907,11 @@ class DataFerry:
                     size_hint=len(data) if data else None,
                     stale_ttl=plan.stale_ttl,
                 )
+                if tags:
+                    core.index_tags(skey, self._tenant, tags)
         physical = opts.physical_ttl(ttl)
+        if tags:
+            physical = min(physical, TAG_RETENTION)
         batch = [(s, d, physical) for s, d in encoded.items() if d is not None]
         if batch and self._l2 is not None:
             self._l2.set_many(
@@ -884,6 +957,47 @@ class DataFerry:
                 l2.delete_many(skeys, raise_errors=raise_errors, background=background)
         if self._bp is not None:
             self._bp.publish(Action.REMOVE, skeys)
+
+    def remove_by_tag(self, tag: str, *, options: EntryOptions | None = None) -> None:
+        """Make every entry carrying ``tag`` stale, in L1 and L2, on every node.
+
+        O(1) whatever the number of entries: one small record in L2 says when the tag was
+        removed, and an entry created before it is a miss from then on (not served by
+        fail-safe either). This node's L1 drops the tag's entries now; other nodes' L1s do
+        when the backplane tells them (without a backplane, they keep them until their L1
+        ttl, as for any write). Tags are per tenant: a view removes only its tenant's.
+
+        Raises:
+            ConfigurationError: ``tag`` is not a non-empty str (of at most 1024 bytes).
+
+        """
+        self._runtime.check_open()
+        core = self._core
+        (checked,) = core.tags_of((tag,))
+        remove_by_tag(self, checked, core.resolve(None, options))
+
+    def clear(self, *, erase: bool = False, options: EntryOptions | None = None) -> None:
+        """Make every entry of this cache stale (a tenant view: of its tenant only), in O(1).
+
+        Like :meth:`remove_by_tag`, one record in L2 (never ``KEYS``, ``SCAN`` or
+        ``FLUSHDB``): entries created before it are misses from then on, on every node. The
+        root cache's clear covers its tenants too.
+
+        ``erase=True`` (a codec that encrypts is required) also replaces the random epoch
+        that the keys of this scope are derived from, so every entry written before is
+        undecryptable at once, wherever a copy of it lies (replicas, snapshots): erasure of a
+        tenant's cached data in O(1), e.g. for the GDPR. Entries are then unreadable even to
+        someone holding the keyring, once the old epoch is gone from every node's memory
+        (nodes learn the new one from the backplane, or from L2 within a second).
+
+        Raises:
+            ConfigurationError: ``erase=True`` on a cache whose codec doesn't encrypt.
+
+        """
+        self._runtime.check_open()
+        if not isinstance(erase, bool):
+            raise ConfigurationError(f"erase must be a bool, got {erase!r}")
+        clear(self, erase, self._core.resolve(None, options))
 
     def expire(self, key: str, *, options: EntryOptions | None = None) -> None:
         """Mark ``key`` stale: readers miss, but L2 keeps it (for fail-safe) until its TTL ends.

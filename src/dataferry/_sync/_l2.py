@@ -103,6 +103,11 @@ class DistributedAccessor:
             wait_bound=wait,
         )
 
+    @property
+    def down(self) -> bool:
+        """Whether the latest L2 call failed (until one succeeds): an outage is going on."""
+        return self._down
+
     # -- reads ------------------------------------------------------------------------------------
 
     def get(self, skey: str, *, raise_errors: bool = False) -> bytes | None:
