@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import dataferry as df
-from tests.chaos import AsyncReading, HoldAfter, async_wait, count_events
+from tests.chaos import AsyncReading, Gate, HoldAfter, async_until, async_wait, count_events
 
 
 def node(url: str, **kwargs: Any) -> df.AsyncDataFerry:
@@ -134,6 +134,30 @@ async def test_a_failed_publish_is_sent_again(redis_server: Any) -> None:
             await a.set("other", 3)  # a publish that works sends the kept one too
             await async_wait(heard(2))
             assert a.stats().backplane_sent >= sent + 2
+
+
+@pytest.mark.parametrize("operation", ["remove", "expire"])
+async def test_a_read_during_a_remove_never_puts_the_old_value_back(
+    redis_url: str, operation: str
+) -> None:
+    # The L2 call of remove (a DELETE) or expire (a compare-and-set) is held while a read of
+    # the same key in the same process finds L1 empty and reads the old value from L2.
+    held = "delete" if operation == "remove" else "compare_and_set"
+    gate = Gate(held)
+    async with node(redis_url, distributed_layers=[gate]) as cache:
+        await cache.set("k", "old")
+        changing = AsyncReading(lambda: getattr(cache, operation)("k"))
+
+        async def in_flight() -> bool:
+            return gate.calls[held] == 1
+
+        await async_until(in_flight)
+        assert await cache.get("k") == "old"  # L2 has not changed yet: a fair answer
+        gate.open()
+        await changing.result()
+        # Once the change is done, the old value is in neither level.
+        assert await cache.get("k", options=df.EntryOptions(skip_distributed=True)) is None
+        assert await cache.get("k") is None
 
 
 def test_a_backplane_must_be_a_backplane() -> None:

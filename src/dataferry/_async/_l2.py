@@ -102,6 +102,10 @@ class AsyncDistributedAccessor:
             wait_bound=wait,
         )
 
+    def on_written(self, callback: Callable[[str, list[str]], Awaitable[None]]) -> None:
+        """Call ``callback(operation, keys)`` after queued writes reached the L2."""
+        self._writer.on_written = callback
+
     @property
     def down(self) -> bool:
         """Whether the latest L2 call failed (until one succeeds): an outage is going on."""

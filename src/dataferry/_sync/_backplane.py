@@ -147,6 +147,20 @@ class BackplaneAccessor:
             logger.info("backplane publishes again")
         return True
 
+    def written(self, operation: str, skeys: list[str]) -> None:
+        """Queued L2 operations (background writes, replays after an outage) landed: publish.
+
+        The write was published when it was made, but another node may have read the old
+        value from L2 since, and put it in its L1.
+        """
+        if operation == "compare_and_set":
+            action = Action.EXPIRE  # the only compare-and-set: expire's rewrite
+        elif operation.startswith("delete"):
+            action = Action.REMOVE
+        else:
+            action = Action.SET
+        self.publish(action, skeys)
+
     def _keep(self, action: Action, skey: str) -> None:
         pending = self._pending
         pending.pop(skey, None)

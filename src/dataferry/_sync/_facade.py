@@ -165,6 +165,8 @@ class DataFerry:
             if not isinstance(backplane, Backplane):
                 raise ConfigurationError(f"backplane must be a Backplane, got {backplane!r}")
             bp = BackplaneAccessor(backplane, core)
+            if accessor is not None:
+                accessor.on_written(bp.written)
         self._bind(core, runtime, accessor, flights, None, bp)
         if bp is not None:
             bp.start()
@@ -951,12 +953,29 @@ class DataFerry:
         if l2 is not None:
             raise_errors = opts.raise_distributed_errors
             background = opts.background_distributed_writes
-            if len(skeys) == 1:
-                l2.delete(skeys[0], raise_errors=raise_errors, background=background)
-            else:
-                l2.delete_many(skeys, raise_errors=raise_errors, background=background)
+            try:
+                if len(skeys) == 1:
+                    l2.delete(skeys[0], raise_errors=raise_errors, background=background)
+                else:
+                    l2.delete_many(skeys, raise_errors=raise_errors, background=background)
+            finally:
+                self._forget_l1(skeys, opts)
         if self._bp is not None:
             self._bp.publish(Action.REMOVE, skeys)
+
+    def _forget_l1(self, skeys: list[str], opts: Resolved) -> None:
+        """After an L2 delete or expire: drop ``skeys`` from L1 again, refuse older fills.
+
+        A read of the same key in this process during the L2 call found L1 empty and may have
+        read the old value from L2 and put it back; its fill began before this bump, or
+        its value is dropped now. (The backplane never tells a node of its own writes.)
+        """
+        core = self._core
+        memory = None if opts.skip_memory else core.memory
+        for skey in skeys:
+            core.versions.bump(skey)
+            if memory is not None:
+                memory.remove(skey)
 
     def remove_by_tag(self, tag: str, *, options: EntryOptions | None = None) -> None:
         """Make every entry carrying ``tag`` stale, in L1 and L2, on every node.
@@ -1015,7 +1034,10 @@ class DataFerry:
             memory.remove(skey)
         if opts.skip_distributed:
             return
-        self._expire_l2(skey, opts)
+        try:
+            self._expire_l2(skey, opts)
+        finally:
+            self._forget_l1([skey], opts)
         if self._bp is not None:
             self._bp.publish(Action.EXPIRE, (skey,))
 

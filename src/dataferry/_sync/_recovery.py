@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dataferry._backends import DistributedCache
+from dataferry._codec import Codec
 from dataferry._events import CacheEvents
 from dataferry._synchronization import Outcome, Worker
 
@@ -39,6 +40,8 @@ CAS = "compare_and_set"
 
 #: What :meth:`L2Writer.peek` returns for a key with no queued write.
 NOT_QUEUED: Any = type("_NotQueued", (), {"__repr__": lambda self: "NOT_QUEUED"})()
+
+created_at = Codec.created_at
 
 #: Keys written per L2 call when the queue is written out.
 BATCH = 256
@@ -97,6 +100,7 @@ class L2Writer:
         "_wait_bound",
         "_worker",
         "count",
+        "on_written",
     )
 
     def __init__(
@@ -132,6 +136,9 @@ class L2Writer:
         self._worker = Worker(self._work)
         #: Queued and in-flight operations: the hot paths test it before anything else.
         self.count = 0
+        #: Called with ``(operation, keys)`` after queued operations reached the L2 (the
+        #: backplane tells the other nodes then, as their L1 may hold what these replaced).
+        self.on_written: Callable[[str, list[str]], None] | None = None
 
     # -- called by the accessor ------------------------------------------------------------------
 
@@ -304,7 +311,8 @@ class L2Writer:
         replayed = 0
         ok = True
         try:
-            for operation, keys, method, args in self._calls(batch):
+            todo = self._unless_superseded(batch, left)
+            for operation, keys, method, args in self._calls(todo):
                 try:
                     self._run(operation, keys, False, method, *args)
                 except Exception as exc:
@@ -315,9 +323,47 @@ class L2Writer:
                 for skey in keys:
                     if not left.pop(skey).fresh:
                         replayed += 1
+                if self.on_written is not None:
+                    self._tell(operation, keys)
         finally:
             self._settle(batch, left, outcome, replayed)
         return ok
+
+    def _unless_superseded(
+        self, batch: list[tuple[str, Op]], left: dict[str, Op]
+    ) -> list[tuple[str, Op]]:
+        """The batch without the replayed writes that another node has outdated meanwhile.
+
+        A write replayed after an outage must not replace a newer entry written by another
+        node while this one could not reach the L2: entries carry their creation time, so
+        one read of the replayed keys tells. (A write may still slip in between the read and
+        the replay: the window is one round trip, not the length of the outage.)
+        """
+        replays = [k for k, op in batch if op.kind is SET and not op.fresh]
+        if not replays:
+            return batch
+        try:
+            current = self._run("get_many", replays, True, self._backend.get_many, replays)
+        except Exception:
+            return batch  # the write will fail too, and be tried again
+        newer = set()
+        for skey, data in zip(replays, current, strict=True):
+            mine = left[skey].data
+            if data is None or mine is None:
+                continue
+            theirs_at, mine_at = created_at(data), created_at(mine)
+            if theirs_at is not None and mine_at is not None and theirs_at > mine_at:
+                newer.add(skey)
+        for skey in newer:
+            left.pop(skey)  # done: the L2 holds a newer value than ours
+        return [(k, op) for k, op in batch if k not in newer]
+
+    def _tell(self, operation: str, keys: list[str]) -> None:
+        assert self.on_written is not None
+        try:
+            self.on_written(operation, keys)
+        except Exception as exc:  # pragma: no cover - the backplane keeps its own failures
+            logger.warning("telling other nodes of replayed L2 writes failed: %r", exc)
 
     def _calls(
         self, batch: list[tuple[str, Op]]
