@@ -40,7 +40,7 @@ from dataferry._errors import (
     PayloadTooLargeError,
     SerializationError,
 )
-from dataferry._events import Stats
+from dataferry._events import LatencyHistogram, Stats
 from dataferry._layers import DistributedLayer
 from dataferry._memory import EvictionPolicy, MemoryCache, MemoryStats, estimate_size
 from dataferry._options import NOT_GIVEN, Entry, EntryOptions, NotGiven
@@ -75,6 +75,7 @@ __all__ = [
     "JsonSerializer",
     "Keyring",
     "KeyringError",
+    "LatencyHistogram",
     "Lz4Compressor",
     "MemoryCache",
     "MemoryStats",

@@ -476,4 +476,4 @@ class Core:
                 memory_evictions_size=m.evictions_size,
                 memory_evictions_expired=m.evictions_expired,
             )
-        return Stats(**counts)
+        return Stats(**counts, backplane_latency=self.events.latency())

@@ -12,15 +12,20 @@ with :meth:`CacheEvents.subscribe`, so telemetry can attach attributes without n
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dataferry._errors import ConfigurationError
 
-__all__ = ["COUNTERS", "GAUGES", "CacheEvents", "Stats"]
+__all__ = ["COUNTERS", "GAUGES", "LATENCY_BOUNDS_MS", "CacheEvents", "LatencyHistogram", "Stats"]
+
+#: Upper bounds (milliseconds) of the buckets of the backplane's latency histogram; a last
+#: bucket counts what is above the largest.
+LATENCY_BOUNDS_MS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0)
 
 #: Counter attribute names, in the order ``Stats`` lists them.
 COUNTERS = (
@@ -63,7 +68,7 @@ class CacheEvents:
     level) and never breaks the cache call that emitted the event.
     """
 
-    __slots__ = (*COUNTERS, *GAUGES, "_failed", "_listeners", "_lock")
+    __slots__ = (*COUNTERS, *GAUGES, "_failed", "_latency", "_latency_sum", "_listeners", "_lock")
 
     distributed_hits: int
     distributed_misses: int
@@ -92,6 +97,17 @@ class CacheEvents:
         self._listeners: tuple[Listener, ...] = ()
         self._failed: set[int] = set()
         self._lock = threading.Lock()
+        self._latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
+        self._latency_sum = 0.0
+
+    def observe_latency(self, ms: float) -> None:
+        """Count one backplane message received ``ms`` milliseconds after it was published."""
+        self._latency[bisect.bisect_left(LATENCY_BOUNDS_MS, ms)] += 1
+        self._latency_sum += ms
+
+    def latency(self) -> LatencyHistogram:
+        """A snapshot of the backplane latency histogram."""
+        return LatencyHistogram(LATENCY_BOUNDS_MS, tuple(self._latency), self._latency_sum)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event, attributes)`` on every :meth:`emit`; returns an unsubscribe.
@@ -158,6 +174,52 @@ class _Subscription:
 
 
 @dataclass(frozen=True, slots=True)
+class LatencyHistogram:
+    """How long backplane messages took from publish (on the sending node) to L1 drop (here).
+
+    ``counts[i]`` messages took at most ``bounds[i]`` ms (and more than ``bounds[i - 1]``);
+    the last count is for messages slower than ``bounds[-1]``. Clocks of two hosts are
+    compared, so across hosts the figures include their clock offset.
+    """
+
+    bounds: tuple[float, ...] = LATENCY_BOUNDS_MS
+    """Upper bounds of the buckets, in milliseconds."""
+    counts: tuple[int, ...] = (0,) * (len(LATENCY_BOUNDS_MS) + 1)
+    """Messages per bucket (one more than ``bounds``)."""
+    total_ms: float = 0.0
+    """Sum of every latency, in milliseconds."""
+
+    @property
+    def count(self) -> int:
+        """Messages observed."""
+        return sum(self.counts)
+
+    @property
+    def mean_ms(self) -> float:
+        """Mean latency in milliseconds (0.0 before any message)."""
+        n = self.count
+        return self.total_ms / n if n else 0.0
+
+    def quantile(self, q: float) -> float:
+        """The upper bound of the bucket holding quantile ``q`` (in ``[0, 1]``), in ms.
+
+        ``inf`` if it falls in the last bucket; 0.0 before any message.
+        """
+        if not 0.0 <= q <= 1.0:
+            raise ConfigurationError(f"a quantile is in [0, 1], got {q!r}")
+        n = self.count
+        if not n:
+            return 0.0
+        rank = q * n
+        seen = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            seen += count
+            if seen >= rank and count:
+                return bound
+        return float("inf")  # pragma: no cover - the loop always returns
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """A snapshot of a cache's counters, returned by ``stats()``.
 
@@ -169,7 +231,9 @@ class Stats:
     queue's bound, or still queued when ``close_timeout`` ran out). ``lock_waits`` counts
     misses that found another process holding the key's distributed lock and waited for its
     value; ``lock_timeouts`` those that waited ``distributed_lock_timeout`` in vain and ran
-    the factory themselves.
+    the factory themselves. ``backplane_sent`` / ``backplane_messages`` count the
+    invalidations published / received (and applied); ``backplane_latency`` is the histogram
+    of the received ones' publish-to-L1-drop latency (not part of :meth:`as_dict`).
     """
 
     memory_hits: int = 0
@@ -198,6 +262,7 @@ class Stats:
     recovery_pending: int = 0
     recovery_replays: int = 0
     recovery_drops: int = 0
+    backplane_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     @property
     def hits(self) -> int:
@@ -213,5 +278,5 @@ class Stats:
         return self.hits / requests if requests else 0.0
 
     def as_dict(self) -> dict[str, int]:
-        """Return the counters as a plain dict."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Return the counters (and gauges) as a plain dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.type == "int"}

@@ -41,6 +41,7 @@ TAG_RETENTION: Final = 30 * 86_400.0
 RECORD_LIMIT: Final = 100_000
 
 _TIME = struct.Struct(">d")
+#: ``Record.checked`` of a record to fetch again on its next use (in the background).
 _NEVER = -1.0
 
 
@@ -111,7 +112,7 @@ class Scopes:
         oldest = time.monotonic() - self.max_age
         for name in names:
             record = records.get(name)
-            if record is None or record.checked < oldest:
+            if record is None or record.checked < oldest or record.checked == _NEVER:
                 return True
         return False
 
@@ -124,7 +125,11 @@ class Scopes:
         """Those of ``names`` known for longer than ``max_age`` (to fetch again)."""
         records = self._records
         oldest = time.monotonic() - self.max_age
-        return [n for n in names if (r := records.get(n)) is not None and r.checked < oldest]
+        return [
+            n
+            for n in names
+            if (r := records.get(n)) is not None and (r.checked < oldest or r.checked == _NEVER)
+        ]
 
     def unseeded(self, names: Sequence[str]) -> list[str]:
         """Those of ``names`` fetched and found without an epoch (see :func:`seed_epochs`)."""
@@ -205,6 +210,11 @@ class Scopes:
             if epoch is None:
                 epoch = old.epoch
         self._put(name, Record(at, epoch or b"", time.monotonic() if known else _NEVER))
+
+    def drop(self, name: str) -> None:
+        """Forget the record ``name``: its next use fetches it (and waits for it)."""
+        with self._lock:
+            self._records.pop(name, None)
 
     def forget(self) -> None:
         """Trust nothing known so far (invalidations may have been missed): fetch again."""

@@ -46,6 +46,12 @@ async def test_a_write_on_one_node_drops_the_key_from_the_others_l1(redis_url: s
         # A node never hears itself; messages were sent.
         assert a.stats().backplane_messages == 0
         assert a.stats().backplane_sent >= 5
+        # Each message received is in the latency histogram (publish -> L1 drop).
+        latency = b.stats().backplane_latency
+        assert latency.count == b.stats().backplane_messages == 6
+        assert 0 < latency.mean_ms < 10_000
+        assert latency.quantile(0.0) <= latency.quantile(0.5) <= latency.quantile(1.0)
+        assert a.stats().backplane_latency.count == 0
 
 
 async def test_tenant_views_publish_too(redis_url: str) -> None:
@@ -158,6 +164,24 @@ async def test_a_read_during_a_remove_never_puts_the_old_value_back(
         # Once the change is done, the old value is in neither level.
         assert await cache.get("k", options=df.EntryOptions(skip_distributed=True)) is None
         assert await cache.get("k") is None
+
+
+def test_the_latency_histogram_reads_as_documented() -> None:
+    empty = df.LatencyHistogram()
+    assert (empty.count, empty.mean_ms, empty.quantile(0.99)) == (0, 0.0, 0.0)
+    # Two messages within 1 ms, one of 40 ms, one slower than the largest bound.
+    counts = [0] * (len(empty.bounds) + 1)
+    counts[empty.bounds.index(1.0)] = 2
+    counts[empty.bounds.index(50.0)] = 1
+    counts[-1] = 1
+    seen = df.LatencyHistogram(counts=tuple(counts), total_ms=1.5 + 40 + 2000)
+    assert seen.count == 4
+    assert seen.mean_ms == (1.5 + 40 + 2000) / 4
+    assert seen.quantile(0.5) == 1.0
+    assert seen.quantile(0.75) == 50.0
+    assert seen.quantile(1.0) == float("inf")
+    with pytest.raises(df.ConfigurationError):
+        seen.quantile(1.5)
 
 
 def test_a_backplane_must_be_a_backplane() -> None:

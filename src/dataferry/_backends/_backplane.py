@@ -6,7 +6,9 @@ Two parts live here:
   payloads over Redis pub/sub (``PUBLISH``/``SUBSCRIBE``; sharded ``SPUBLISH``/``SSUBSCRIBE`` on a
   Redis Cluster). A daemon thread of the backplane's own holds the subscription with a sync
   redis-py client, so one subscriber serves the sync facade and async facades in any number of
-  event loops alike (L1 is thread-safe).
+  event loops alike (L1 is thread-safe). With ``client_tracking=True`` the same connection also
+  receives Redis' client-tracking invalidations for the namespace's keys (``_tracking.py``),
+  so writes made outside DataFerry reach L1 too.
 * the message format: :func:`encode_message` / :func:`decode_message`, small and versioned, that
   say *which key* changed and how (never its value), and :class:`SenderId`, so a node can ignore
   its own messages.
@@ -31,6 +33,7 @@ import redis
 import redis.asyncio
 
 from dataferry._async._redis_ops import failed
+from dataferry._backends import _tracking
 from dataferry._backends._loops import async_loop_key
 from dataferry._backends._redis import RedisCache
 from dataferry._errors import ConfigurationError
@@ -256,6 +259,18 @@ class _ConnectionLost(Exception):
     """The subscription is gone (server silent, or it unsubscribed us)."""
 
 
+class _Subscription(NamedTuple):
+    """A dedicated connection, subscribed (confirmations still to be read)."""
+
+    pubsub: PubSub
+    kind: str
+    """The confirmation type: ``"subscribe"`` or ``"ssubscribe"``."""
+    channels: int
+    """How many confirmations to wait for."""
+    watch: _tracking.ConnectWatch | None
+    """With client tracking: tells whether redis-py replaced the connection since."""
+
+
 class RedisBackplane:
     """The :class:`Backplane` on Redis or Valkey pub/sub: standalone, Sentinel-managed or Cluster.
 
@@ -291,6 +306,49 @@ class RedisBackplane:
     backplane notices the new subscription and reports ``"disconnected"`` then
     ``"reconnected"`` all the same.
 
+    **Writes from outside DataFerry** (``client_tracking=True``; standalone or Sentinel, Redis
+    6.0+ or Valkey). Backplane messages only tell of writes made by DataFerry nodes. With
+    ``client_tracking``, the subscriber's connection also asks the server to report every
+    change to a key of the namespace, whoever makes it, through Redis' server-assisted client
+    tracking in broadcasting mode (``CLIENT TRACKING on REDIRECT <own id> BCAST PREFIX ...``
+    for the namespace's entries and its tag and clear records, on a connection switched to
+    RESP2, subscribed to ``__redis__:invalidate`` beside the backplane channel). Each report
+    reaches ``on_message`` as a backplane message whose sender id (21 bytes; a node's are 8)
+    no node takes for its own:
+
+    * a ``SET``, ``DEL``, ``EXPIRE``... of an entry by another program, or its expiry or
+      eviction in L2: a removal of that key;
+    * a change to a tag or clear record (``remove_by_tag`` or ``clear`` by a service without a
+      backplane): a tag removal or a clear of that record, dated when the report arrives (the
+      server does not say when the change was made; entries written in between are judged
+      stale as well: a few extra misses, never a stale hit);
+    * ``FLUSHDB`` / ``FLUSHALL``: a clear of everything (L1 emptied).
+
+    The distributed locks' keys are not tracked. Tracking is set up again on every new
+    subscription, so it follows restarts and failovers as the pub/sub part does; changes made
+    while the subscription is down are not reported, which ``"reconnected"`` covers as for
+    backplane messages. The channel must be named after the namespace, ``"{namespace}:..."``,
+    as the cache names it. What it costs:
+
+    * A node's own writes come back to it too: the server reports which key changed, not who
+      changed it, so a node drops the fresh copy it just put in its L1, and its next read of
+      that key goes to L2 once (its own ``remove_by_tag`` / ``clear`` comes back as well, and
+      refuses the L1 fills of the reads in flight then). Skipping the reports of a node's own
+      writes can't be made race-free: the server merges the changes to one key within one
+      event-loop turn into one report, which may then stand for another program's write right
+      after the node's. (Other nodes hear of each DataFerry write twice, by message and by
+      report; both only drop.)
+    * Every node gets a message for every change in the namespace, whatever its L1 holds (the
+      broadcasting mode keeps no per-key table on the server). Past the server's pub/sub
+      output-buffer limit (``client-output-buffer-limit pubsub``) a lagging subscriber is
+      disconnected, which is reported and recovered as any other loss.
+
+    A Redis Cluster is refused (:class:`~dataferry.ConfigurationError`): tracking is per
+    server, a node reports only the keys of its own slots, and a namespace's keys spread over
+    every slot. It would take one tracking connection per master, kept in step with failovers,
+    added masters and slot migrations, where one missed master means an L1 that never hears of
+    a share of its keys, silently. The sharded pub/sub part works on a cluster as before.
+
     Args:
         client: A redis-py client: sync (``Redis``, ``RedisCluster``, a Sentinel's
             ``master_for``) or asyncio.
@@ -299,10 +357,13 @@ class RedisBackplane:
         heartbeat: Seconds of silence before the subscriber checks the connection with a
             ``PING`` (and waits as long for its reply). Default 1.0.
         max_backoff: The longest wait between two reconnection attempts, in seconds. Default 2.0.
+        client_tracking: Also drop from L1 the keys that programs other than DataFerry change
+            (see above). Default False: only DataFerry's own writes invalidate.
 
     Raises:
         ConfigurationError: No sync client, something that is not a redis-py client, a
-            client that decodes replies, or a bad ``heartbeat`` / ``max_backoff``.
+            client that decodes replies, a bad ``heartbeat`` / ``max_backoff``, or
+            ``client_tracking`` with a cluster client.
 
     """
 
@@ -315,6 +376,7 @@ class RedisBackplane:
         async_client: AsyncRedisClient | None = None,
         heartbeat: float = 1.0,
         max_backoff: float = 2.0,
+        client_tracking: bool = False,
     ) -> None:
         if client is not None:
             if isinstance(client, (redis.Redis, redis.RedisCluster)):
@@ -336,13 +398,34 @@ class RedisBackplane:
                 "RedisBackplane(sync_client, async_client=...), or use RedisBackplane.from_url()"
             )
         redis_ = _wrap(lambda: RedisCache(sync_client=sync_client, async_client=async_client))
-        self._setup(redis_, heartbeat=heartbeat, max_backoff=max_backoff, description="client")
+        self._setup(
+            redis_,
+            heartbeat=heartbeat,
+            max_backoff=max_backoff,
+            client_tracking=client_tracking,
+            description="client",
+        )
 
     def _setup(
-        self, redis_: RedisCache, *, heartbeat: float, max_backoff: float, description: str
+        self,
+        redis_: RedisCache,
+        *,
+        heartbeat: float,
+        max_backoff: float,
+        client_tracking: bool,
+        description: str,
     ) -> None:
         _check_seconds("heartbeat", heartbeat)
         _check_seconds("max_backoff", max_backoff)
+        if not isinstance(client_tracking, bool):
+            raise ConfigurationError(f"client_tracking must be a bool, got {client_tracking!r}")
+        if client_tracking and redis_._sync_cluster:
+            raise ConfigurationError(
+                "client_tracking is not available on a Redis Cluster: tracking is per server, "
+                "and the namespace's keys spread over every master (see the RedisBackplane "
+                "docstring); the backplane's sharded pub/sub works without it"
+            )
+        self._tracking = client_tracking
         # The RedisCache only manages clients here: building them, one asyncio client per event
         # loop, closing them. Its commands are not used.
         self._redis = redis_
@@ -365,6 +448,7 @@ class RedisBackplane:
         cluster: bool = False,
         heartbeat: float = 1.0,
         max_backoff: float = 2.0,
+        client_tracking: bool = False,
         socket_timeout: float | None = 0.25,
         socket_connect_timeout: float | None = 0.25,
         **client_kwargs: Any,
@@ -379,13 +463,15 @@ class RedisBackplane:
             cluster: Use Redis Cluster clients and sharded pub/sub.
             heartbeat: See the class docstring.
             max_backoff: See the class docstring.
+            client_tracking: See the class docstring (not with ``cluster=True``).
             socket_timeout: Seconds to wait for a reply (default 0.25).
             socket_connect_timeout: Seconds to wait for a connection (default 0.25).
             **client_kwargs: Passed to redis-py's ``from_url`` (``decode_responses`` must stay
                 false).
 
         Raises:
-            ConfigurationError: A malformed URL or options redis-py refuses.
+            ConfigurationError: A malformed URL, options redis-py refuses, or
+                ``client_tracking`` with ``cluster=True``.
 
         """
         redis_ = _wrap(
@@ -398,7 +484,13 @@ class RedisBackplane:
             )
         )
         self = cls.__new__(cls)
-        self._setup(redis_, heartbeat=heartbeat, max_backoff=max_backoff, description=repr(redis_))
+        self._setup(
+            redis_,
+            heartbeat=heartbeat,
+            max_backoff=max_backoff,
+            client_tracking=client_tracking,
+            description=repr(redis_),
+        )
         return self
 
     @classmethod
@@ -409,6 +501,7 @@ class RedisBackplane:
         *,
         heartbeat: float = 1.0,
         max_backoff: float = 2.0,
+        client_tracking: bool = False,
         socket_timeout: float | None = 0.25,
         socket_connect_timeout: float | None = 0.25,
         sentinel_kwargs: Mapping[str, Any] | None = None,
@@ -424,6 +517,7 @@ class RedisBackplane:
             service_name: The monitored master's name.
             heartbeat: See the class docstring.
             max_backoff: See the class docstring.
+            client_tracking: See the class docstring.
             socket_timeout: Seconds to wait for a reply (default 0.25).
             socket_connect_timeout: Seconds to wait for a connection (default 0.25).
             sentinel_kwargs: Extra options for the connections to the Sentinels.
@@ -444,7 +538,13 @@ class RedisBackplane:
             )
         )
         self = cls.__new__(cls)
-        self._setup(redis_, heartbeat=heartbeat, max_backoff=max_backoff, description=repr(redis_))
+        self._setup(
+            redis_,
+            heartbeat=heartbeat,
+            max_backoff=max_backoff,
+            client_tracking=client_tracking,
+            description=repr(redis_),
+        )
         return self
 
     # -- publishing ---------------------------------------------------------------------------
@@ -509,8 +609,13 @@ class RedisBackplane:
         ``"disconnected"`` (then ``"reconnected"`` once it succeeds): it never raises for an
         unreachable server. Call :meth:`stop` before starting again.
 
+        With ``client_tracking``, ``channel`` names the namespace whose keys are tracked with its
+        leading hash tag: ``"{shop}:dataferry:backplane"`` tracks ``shop:k:*``, ``shop:t:*``
+        (entries), ``shop:tag:*`` and ``shop:clear*`` (records).
+
         Raises:
-            ConfigurationError: ``channel`` is not a non-empty str, a callback is not
+            ConfigurationError: ``channel`` is not a non-empty str (or, with
+                ``client_tracking``, does not start with ``"{namespace}"``), a callback is not
                 callable, or the backplane is already started.
 
         """
@@ -518,6 +623,7 @@ class RedisBackplane:
             raise ConfigurationError(f"a backplane channel is a non-empty str, got {channel!r}")
         if not callable(on_message) or not callable(on_state):
             raise ConfigurationError("start() needs two callables: on_message and on_state")
+        tracked = _tracking.tracked(channel) if self._tracking else None
         with self._lock:
             if self._thread is not None:
                 raise ConfigurationError(
@@ -527,7 +633,7 @@ class RedisBackplane:
             self._stopping = threading.Event()
             first_attempt = threading.Event()
             subscriber = _Subscriber(
-                self, channel, on_message, on_state, self._stopping, first_attempt
+                self, channel, tracked, on_message, on_state, self._stopping, first_attempt
             )
             thread = threading.Thread(
                 target=subscriber.run, name=f"dataferry-backplane[{channel}]", daemon=True
@@ -556,6 +662,11 @@ class RedisBackplane:
         """Whether the subscriber thread is started (connected or trying to reconnect)."""
         return self._thread is not None
 
+    @property
+    def client_tracking(self) -> bool:
+        """Whether changes made outside DataFerry are reported too (see the class docstring)."""
+        return self._tracking
+
     async def aclose(self) -> None:
         """Stop the subscriber, close the clients this backplane built. Idempotent.
 
@@ -573,12 +684,16 @@ class RedisBackplane:
         self._redis.close()
 
     def __repr__(self) -> str:
-        return f"RedisBackplane({self._description.removeprefix('RedisCache(').rstrip(')')})"
+        target = self._description.removeprefix("RedisCache(").rstrip(")")
+        tracking = ", client_tracking=True" if self._tracking else ""
+        return f"RedisBackplane({target}{tracking})"
 
     # -- used by the subscriber thread ----------------------------------------------------------
 
-    def _subscribe(self, channel: str, refresh: bool) -> tuple[PubSub, str]:
-        """Open a dedicated connection subscribed to ``channel``: (pubsub, confirmation type)."""
+    def _subscribe(
+        self, channel: str, refresh: bool, tracked: _tracking.Tracked | None
+    ) -> _Subscription:
+        """Open a dedicated connection subscribed to ``channel`` (and tracking ``tracked``)."""
         client = self._sync_client()
         if self._cluster:
             cluster = cast("redis.RedisCluster", client)
@@ -595,14 +710,23 @@ class RedisBackplane:
             except BaseException:
                 pubsub.close()
                 raise
-            return pubsub, "ssubscribe"
+            return _Subscription(pubsub, "ssubscribe", 1, None)
         pubsub = cast("redis.Redis", client).pubsub()  # type: ignore[no-untyped-call]
         try:
-            pubsub.subscribe(channel)
+            if tracked is None:
+                pubsub.subscribe(channel)
+                return _Subscription(pubsub, "subscribe", 1, None)
+            # Tracking first: once subscribed, a RESP2 connection takes no other command.
+            watch = _tracking.enable(pubsub, tracked.prefixes)
+            try:
+                pubsub.subscribe(channel, _tracking.CHANNEL)
+            except BaseException:
+                watch.detach()
+                raise
+            return _Subscription(pubsub, "subscribe", 2, watch)
         except BaseException:
             pubsub.close()
             raise
-        return pubsub, "subscribe"
 
 
 class _Subscriber:
@@ -612,6 +736,7 @@ class _Subscriber:
         self,
         owner: RedisBackplane,
         channel: str,
+        tracked: _tracking.Tracked | None,
         on_message: Callable[[bytes], None],
         on_state: Callable[[BackplaneState], None],
         stopping: threading.Event,
@@ -619,6 +744,7 @@ class _Subscriber:
     ) -> None:
         self.owner = owner
         self.channel = channel
+        self.tracked = tracked
         self.on_message = on_message
         self.on_state = on_state
         self.stopping = stopping
@@ -630,20 +756,27 @@ class _Subscriber:
         failures = 0
         while not self.stopping.is_set():
             try:
-                pubsub, kind = self.owner._subscribe(self.channel, refresh=failures > 0)
+                subscription = self.owner._subscribe(
+                    self.channel, refresh=failures > 0, tracked=self.tracked
+                )
             except Exception as exc:
-                logger.debug("backplane: subscribing to %r failed: %r", self.channel, exc)
+                if isinstance(exc, redis.ResponseError) and failures == 0:
+                    # Not a connection problem: the server refused a command (client tracking
+                    # on a server without it, an ACL). Said once per streak of failures.
+                    logger.error("backplane: the server refused to subscribe: %s", exc)
+                else:
+                    logger.debug("backplane: subscribing to %r failed: %r", self.channel, exc)
                 self.report("disconnected")
                 self.first_attempt.set()
                 failures += 1
                 self.backoff(failures)
                 continue
             try:
-                if self.confirm(pubsub, kind):
+                if self.confirm(subscription):
                     self.report("connected" if self.state is None else "reconnected")
                     self.first_attempt.set()
                     failures = 0
-                    self.pump(pubsub, kind)
+                    self.pump(subscription)
             except Exception as exc:
                 if not self.stopping.is_set():
                     logger.info("backplane: lost the subscription to %r: %r", self.channel, exc)
@@ -652,24 +785,32 @@ class _Subscriber:
                     failures += 1
                     self.backoff(failures)
             finally:
+                if subscription.watch is not None:
+                    subscription.watch.detach()
                 with contextlib.suppress(Exception):
-                    pubsub.close()
+                    subscription.pubsub.close()
         self.first_attempt.set()
 
-    def confirm(self, pubsub: PubSub, kind: str) -> bool:
-        """Wait for the server's subscription confirmation; False if stopped meanwhile."""
+    def confirm(self, subscription: _Subscription) -> bool:
+        """Wait for the server's subscription confirmations; False if stopped meanwhile."""
+        pubsub, kind, pending, watch = subscription
         deadline = time.monotonic() + self.owner._heartbeat
         while not self.stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _ConnectionLost("no subscription confirmation")
             message = pubsub.get_message(timeout=min(remaining, _POLL))
+            if watch is not None and watch.reconnected:
+                raise _ConnectionLost("the connection was replaced before tracking began")
             if message is not None and message["type"] == kind:
-                return True
+                pending -= 1
+                if pending == 0:
+                    return True
         return False
 
-    def pump(self, pubsub: PubSub, kind: str) -> None:
+    def pump(self, subscription: _Subscription) -> None:
         """Deliver messages until stopped; raise when the connection is lost."""
+        pubsub, kind, _, watch = subscription
         heartbeat = self.owner._heartbeat
         data_types = ("smessage",) if kind == "ssubscribe" else ("message",)
         gone = "sunsubscribe" if kind == "ssubscribe" else "unsubscribe"
@@ -689,8 +830,15 @@ class _Subscriber:
             last_seen, ping_sent = now, None
             kind_seen = message["type"]
             if kind_seen in data_types:
-                self.deliver(message["data"])
+                if watch is not None and _tracking.is_invalidation(message):
+                    self.invalidate(message["data"])
+                else:
+                    self.deliver(message["data"])
             elif kind_seen == kind:
+                if watch is not None:
+                    # The driver reconnected and resubscribed by itself, on a connection that
+                    # does not track: start over, tracking included.
+                    raise _ConnectionLost("the driver resubscribed without client tracking")
                 # The driver reconnected and resubscribed by itself (a given client with
                 # retries): whatever was sent in between is lost.
                 self.report("disconnected")
@@ -704,6 +852,27 @@ class _Subscriber:
             self.on_message(data)
         except Exception:
             logger.exception("backplane: the on_message callback raised")
+
+    def invalidate(self, data: Any) -> None:
+        """Deliver a tracking invalidation as backplane messages: one per key, or a clear."""
+        keys = _tracking.invalidated_keys(data)
+        sender = _tracking.SENDER
+        if keys is None:  # FLUSHDB / FLUSHALL: every key is gone
+            self.deliver(encode_message(sender, Action.CLEAR, "", 0))
+            return
+        tracked = self.tracked
+        assert tracked is not None
+        for key in keys:
+            # A tag or clear record is reported as what changing it means. Those messages'
+            # version is the record's time, in microseconds; the report carries none, so: now,
+            # which is after the change (it is reported once made). Entries written between
+            # the change and now are judged stale too: a few extra misses, never a stale hit.
+            if key.startswith(tracked.tags):
+                self.deliver(encode_message(sender, Action.TAG, key, time.time_ns() // 1000))
+            elif key.startswith(tracked.clears):
+                self.deliver(encode_message(sender, Action.CLEAR, key, time.time_ns() // 1000))
+            else:
+                self.deliver(encode_message(sender, Action.REMOVE, key, 0))
 
     def report(self, state: BackplaneState) -> None:
         if state == self.state or (state == "disconnected" and self.stopping.is_set()):

@@ -89,12 +89,14 @@ class BackplaneAccessor:
             core.scopes.note(key, message.version / 1e6, known=False)
             core.drop_tag(key)
         elif action is Action.CLEAR and (scope := clear_scope(core.namespace, key))[0]:
-            core.scopes.note(key, message.version / 1e6, known=False)  # and its new epoch
+            # Its epoch may have changed too: the next call fetches it before using it.
+            core.scopes.drop(key)
             if message.version:  # 0: a first epoch was seeded, nothing was cleared
                 core.drop_scope(scope[1])
         else:  # a scope this node can't apply key by key (a FLUSHDB, a newer node's)
             core.distrust()
         latency = max(time.time_ns() // 1000 - message.sent_at, 0) / 1000.0
+        core.events.observe_latency(latency)
         core.events.emit(
             "backplane_messages", action=action.name.lower(), key=message.key, latency_ms=latency
         )
