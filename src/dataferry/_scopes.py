@@ -158,15 +158,20 @@ class Scopes:
         """The record ``name`` as known (never invalidated, if not known)."""
         return self._records.get(name) or Record(0.0, b"", _NEVER)
 
-    def floor(self, tenant: str | None) -> Floor:
+    def floor(self, tenant: str | None, names: Sequence[str] | None = None) -> Floor:
         """The clear time and key-derivation scope of ``tenant``'s entries, read together.
 
         One look at each record, so a record replaced meanwhile (a clear with a new epoch)
-        can't pair an old clear time with a new epoch.
+        can't pair an old clear time with a new epoch. ``names``: ``clear_names(tenant)``,
+        if the caller has it at hand.
         """
+        if names is None:
+            names = self.clear_names(tenant)
         records = self._records
-        root = records.get(clear_key(self.namespace, None))
-        mine = None if tenant is None else records.get(clear_key(self.namespace, tenant))
+        root = records.get(names[0])
+        mine = None if tenant is None else records.get(names[1])
+        if root is None and mine is None:
+            return Floor(0.0, tenant)
         at = max(0.0 if root is None else root.at, 0.0 if mine is None else mine.at)
         return Floor(at, self._kdf(tenant, root, mine))
 

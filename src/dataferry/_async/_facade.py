@@ -462,7 +462,7 @@ class AsyncDataFerry:
                 unseeded = scopes.unseeded(names)
                 if unseeded:
                     await seed_epochs(self, unseeded)
-        return scopes.floor(self._tenant)
+        return scopes.floor(self._tenant, names)
 
     async def _tag_removed(self, tags: tuple[str, ...], created_at: float) -> bool:
         """Whether any of ``tags`` was removed at or after ``created_at`` (in this tenant)."""

@@ -437,7 +437,7 @@ class DataFerry:
                 unseeded = scopes.unseeded(names)
                 if unseeded:
                     seed_epochs(self, unseeded)
-        return scopes.floor(self._tenant)
+        return scopes.floor(self._tenant, names)
 
     def _tag_removed(self, tags: tuple[str, ...], created_at: float) -> bool:
         """Whether any of ``tags`` was removed at or after ``created_at`` (in this tenant)."""
