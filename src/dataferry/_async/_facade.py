@@ -243,10 +243,14 @@ class AsyncDataFerry:
         ``key``, ``error``), ``failsafe_activations`` (a stale value was served; ``key``,
         ``reason``: ``factory_error``, ``soft_timeout`` or ``hard_timeout``), ``circuit_state``
         (the L2 circuit breaker changed state; ``state``: ``open``, ``half_open`` or
-        ``closed``), ``recovery_drops`` (queued L2 writes were dropped; ``count``). Listeners
-        run in the calling task or thread, may subscribe and
-        unsubscribe at any time, and can't break a cache call: an exception they raise is
-        logged and dropped. Views share their cache's listeners.
+        ``closed``), ``recovery_drops`` (queued L2 writes were dropped; ``count``),
+        ``lock_waits`` / ``lock_timeouts`` (a miss waited for another process's distributed
+        lock / gave up waiting; ``key``), ``backplane_messages`` (another node's
+        invalidation was applied; ``action``, ``key``, ``latency_ms``), ``backplane_state``
+        (``state``: ``connected``, ``disconnected`` or ``reconnected``). Listeners run in
+        the calling task or thread (backplane events: the backplane's thread), may subscribe
+        and unsubscribe at any time, and can't break a cache call: an exception they raise
+        is logged and dropped. Views share their cache's listeners.
         """
         return self._core.events.subscribe(listener)
 
