@@ -331,18 +331,25 @@ def _add_inspect(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(handler=_run_inspect)
 
 
-def _read_entry(args: argparse.Namespace, storage_key: str) -> tuple[bytes | None, float | None]:
-    """Read ``storage_key`` from the L2 the arguments name; raise the errors of the backend."""
+def _read_entry(
+    args: argparse.Namespace, storage_key: str, records: list[str]
+) -> tuple[bytes | None, float | None, list[bytes | None]]:
+    """Read ``storage_key`` and the cache's ``records`` from the L2 the arguments name.
+
+    Raises the errors of the backend.
+    """
     if args.sqlite is not None:
         from dataferry._inspect import read_sqlite_entry
 
-        return read_sqlite_entry(args.sqlite, storage_key)
+        data, ttl = read_sqlite_entry(args.sqlite, storage_key)
+        return data, ttl, [read_sqlite_entry(args.sqlite, name)[0] for name in records]
     from dataferry._backends import RedisCache
 
     backend = RedisCache.from_url(args.redis, cluster=args.cluster)
     try:
         data = backend.get(storage_key)
-        return data, (backend.ttl(storage_key) if data is not None else None)
+        ttl = backend.ttl(storage_key) if data is not None else None
+        return data, ttl, backend.get_many(records)
     finally:
         backend.close()
 
@@ -352,8 +359,9 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
     from dataferry._codec import Keyring
     from dataferry._errors import ConfigurationError, DataFerryError, DistributedCacheError
-    from dataferry._inspect import inspect_entry
+    from dataferry._inspect import inspect_entry, tenant_of
     from dataferry._keys import check_key, check_namespace, check_tenant, key_prefix
+    from dataferry._scopes import Scopes
 
     try:
         if args.raw_key:
@@ -371,8 +379,13 @@ def _run_inspect(args: argparse.Namespace) -> int:
             return _fail("inspect", f"bad --redis URL: {problem}", EXIT_USAGE)
     elif args.cluster:
         return _fail("inspect", "--cluster goes with --redis, not --sqlite", EXIT_USAGE)
+    # The clear records of the entry's namespace and tenant hold the epochs its key is
+    # derived from (an encrypting cache's entries can't be decrypted without them).
+    tenant = tenant_of(storage_key)
+    scopes = Scopes(storage_key.split(":", 1)[0])
+    records = list(scopes.clear_names(tenant))
     try:
-        data, ttl = _read_entry(args, storage_key)
+        data, ttl, found_records = _read_entry(args, storage_key, records)
     except (FileNotFoundError, IsADirectoryError) as exc:  # read-only: nothing was created
         return _fail("inspect", f"--sqlite: {exc}", EXIT_USAGE)
     except ConfigurationError as exc:
@@ -381,8 +394,15 @@ def _run_inspect(args: argparse.Namespace) -> int:
         # Redis: the driver's words (host, port, reason); SQLite: ours, which name the file.
         detail = _cause(exc) if args.redis is not None else str(exc)
         return _fail("inspect", f"the L2 cache can't be read: {detail}", EXIT_UNREACHABLE)
+    for name, record in zip(records, found_records, strict=True):
+        scopes.learn(name, record)
     found = inspect_entry(
-        storage_key, data, ttl_left=ttl, keyring=keyring, show_value=not args.no_value
+        storage_key,
+        data,
+        ttl_left=ttl,
+        keyring=keyring,
+        show_value=not args.no_value,
+        kdf_scope=scopes.kdf_scope(tenant),
     )
     if args.json:
         print(json.dumps(found.as_dict(), indent=2, default=repr, ensure_ascii=False))

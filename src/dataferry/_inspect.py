@@ -28,6 +28,7 @@ from dataferry._codec import (
 )
 from dataferry._codec._registry import default_compressor, default_serializer
 from dataferry._errors import ConfigurationError, DistributedCacheError
+from dataferry._options import NOT_GIVEN, NotGiven
 
 __all__ = ["Inspection", "inspect_entry", "read_sqlite_entry", "tenant_of"]
 
@@ -225,8 +226,13 @@ def inspect_entry(
     ttl_left: float | None = None,
     keyring: Keyring | None = None,
     show_value: bool = True,
+    kdf_scope: str | NotGiven | None = NOT_GIVEN,
 ) -> Inspection:
-    """Describe the entry ``data`` stored under ``storage_key`` (None = not found)."""
+    """Describe the entry ``data`` stored under ``storage_key`` (None = not found).
+
+    ``kdf_scope``: what the entry's key is derived from (the tenant and its epochs, see
+    ``Scopes.kdf_scope``); default: the tenant of the storage key, as before any epoch.
+    """
     if data is None:
         return Inspection(storage_key, found=False)
     result = Inspection(storage_key, found=True, stored_size=len(data), ttl_left=ttl_left)
@@ -251,9 +257,8 @@ def inspect_entry(
         result.value_note = f"could not decode: {missing}"
         return result
     try:
-        decoded = _reader(header, keyring).decode(
-            data, key=storage_key, tenant=tenant_of(storage_key)
-        )
+        scope = tenant_of(storage_key) if isinstance(kdf_scope, NotGiven) else kdf_scope
+        decoded = _reader(header, keyring).decode(data, key=storage_key, tenant=scope)
     except DecodeError as exc:
         result.value_note = f"could not decode: {_reason(exc)}"
         return result
