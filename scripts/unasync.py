@@ -22,7 +22,7 @@ DIRS = [
 # L2 / helper method names whose async form carries an "a" prefix.
 _PREFIXED = (
     "aget_many|aget|aset_many|aset|acompare_and_set|areplace|adelete_many|adelete|aclose|acall|"
-    "aping|attl|apublish|asubscribe|arun|aload|aload_many|asave|adelete_source|aseed|await_all|"
+    "aping|attl|apublish_many|apublish|asubscribe|arun|aload|aload_many|asave|adelete_source|aseed|await_all|"
     "aacquire_lock|arelease_lock|aextend_lock"
 )
 

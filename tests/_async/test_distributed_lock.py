@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,16 +19,6 @@ from tests.chaos import AsyncLatch, AsyncReading, Faults, async_until, async_wai
 
 NS = "lock"
 LOCKED = df.EntryOptions(distributed_lock=True)
-
-
-@pytest.fixture(params=["redis", "sqlite"])
-def l2_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """Builds one L2 client per node, all on the same store."""
-    if request.param == "sqlite":
-        path = str(tmp_path / "l2.sqlite")
-        return lambda: df.SQLiteCache(path)
-    url = request.getfixturevalue("redis_url")
-    return lambda: df.RedisCache.from_url(url)
 
 
 def node(l2_factory: Any, **kwargs: Any) -> df.AsyncDataFerry:

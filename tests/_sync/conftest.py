@@ -40,6 +40,16 @@ def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     return make_backend(str(request.param), request, tmp_path)
 
 
+@pytest.fixture(params=["redis", "sqlite"])
+def l2_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Builds one L2 client per node, all on the same store (as processes have)."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "l2.sqlite")
+        return lambda: df.SQLiteCache(path)
+    url = request.getfixturevalue("redis_url")
+    return lambda: df.RedisCache.from_url(url)
+
+
 @pytest.fixture
 def l2_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A real L2 for tests that need one: a Redis server of the test harness."""

@@ -8,6 +8,8 @@ cache of its own with its own RedisBackplane, on one real redis-server: as two p
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -165,6 +167,39 @@ def test_a_read_during_a_remove_never_puts_the_old_value_back(
         # Once the change is done, the old value is in neither level.
         assert cache.get("k", options=df.EntryOptions(skip_distributed=True)) is None
         assert cache.get("k") is None
+
+
+class CountingBackplane(df.RedisBackplane):
+    """A RedisBackplane that counts its publish calls (round trips)."""
+
+    calls: Counter[str]
+
+    def publish(self, channel: str, payload: bytes, /) -> None:
+        self.calls["one"] += 1
+        super().publish(channel, payload)
+
+    def publish_many(self, channel: str, payloads: Sequence[bytes], /) -> None:
+        self.calls["many"] += 1
+        super().publish_many(channel, payloads)
+
+
+def test_a_batch_is_published_in_one_round_trip(redis_url: str) -> None:
+    counting = CountingBackplane.from_url(redis_url)
+    counting.calls = Counter()
+    a = df.DataFerry(
+        namespace="coh", distributed=df.RedisCache.from_url(redis_url), backplane=counting
+    )
+    b = node(redis_url)
+    heard = count_events(b, "backplane_messages")
+    with a, b:
+        b.get_many(["x", "y", "z"])
+        a.set_many({"x": 1, "y": 2, "z": 3})
+        sync_wait(heard(3))
+        assert b.get_many(["x", "y", "z"]) == {"x": 1, "y": 2, "z": 3}
+        a.remove_many(["x", "y"])
+        sync_wait(heard(5))
+        assert b.get_many(["x", "y", "z"]) == {"z": 3}
+        assert counting.calls == Counter(many=2)
 
 
 def test_the_latency_histogram_reads_as_documented() -> None:

@@ -9,7 +9,6 @@ a node built with ``memory=None`` sees only what L2 says. The sync twin
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,16 +19,6 @@ from tests.chaos import sync_until, sync_wait, count_events
 NS = "tags"
 L1_ONLY = df.EntryOptions(skip_distributed=True)
 KEYRING = df.Keyring({"2026-11": os.urandom(32)})
-
-
-@pytest.fixture(params=["redis", "sqlite"])
-def l2_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """Builds one L2 client per node, all on the same store."""
-    if request.param == "sqlite":
-        path = str(tmp_path / "l2.sqlite")
-        return lambda: df.SQLiteCache(path)
-    url = request.getfixturevalue("redis_url")
-    return lambda: df.RedisCache.from_url(url)
 
 
 def node(l2_factory: Any, **kwargs: Any) -> df.DataFerry:

@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from dataferry._backends._backplane import (
     Action,
@@ -48,7 +48,7 @@ PENDING_LIMIT = 10_000
 class AsyncBackplaneAccessor:
     """Publishes a cache's invalidations and applies the other nodes' to its L1."""
 
-    __slots__ = ("_backplane", "_channel", "_core", "_down", "_pending", "sender")
+    __slots__ = ("_backplane", "_channel", "_core", "_down", "_many", "_pending", "sender")
 
     def __init__(self, backplane: Backplane, core: Core) -> None:
         self._backplane = backplane
@@ -58,6 +58,11 @@ class AsyncBackplaneAccessor:
         self.sender = SenderId()
         self._pending: OrderedDict[str, Action] = OrderedDict()
         self._down = False
+        # A transport that can send a batch in one round trip (RedisBackplane can; the
+        # Backplane protocol only requires one payload per call).
+        self._many: Callable[[str, list[bytes]], Awaitable[None]] | None = getattr(
+            backplane, "apublish_many", None
+        )
 
     @property
     def backplane(self) -> Backplane:
@@ -123,9 +128,15 @@ class AsyncBackplaneAccessor:
         ``version``: the messages' version (default: the latest local invalidation version;
         tag and clear records send their time, in microseconds).
         """
-        for skey in skeys:
-            if not await self._send(action, skey, version):
-                self._keep(action, skey)
+        keys = list(skeys)
+        if len(keys) > 1 and self._many is not None:
+            if not await self._send_many(action, keys, version):
+                for skey in keys:
+                    self._keep(action, skey)
+        else:
+            for skey in keys:
+                if not await self._send(action, skey, version):
+                    self._keep(action, skey)
         if self._pending and not self._down:
             await self.flush()
 
@@ -137,16 +148,38 @@ class AsyncBackplaneAccessor:
         try:
             await self._backplane.apublish(self._channel, payload)
         except DistributedCacheError as exc:
-            core.events.emit("distributed_errors", operation="publish", error=type(exc).__name__)
-            if not self._down:
-                self._down = True
-                logger.warning("backplane publish failed (%s); will send again", exc)
+            self._failed(exc)
             return False
-        core.events.backplane_sent += 1
+        self._sent(1)
+        return True
+
+    async def _send_many(self, action: Action, skeys: list[str], version: int | None) -> bool:
+        # One round trip for a batch (set_many, remove_many), where the transport can.
+        core = self._core
+        if version is None:
+            version = core.versions.current()
+        sender = self.sender.value
+        payloads = [encode_message(sender, action, skey, version) for skey in skeys]
+        assert self._many is not None
+        try:
+            await self._many(self._channel, payloads)
+        except DistributedCacheError as exc:
+            self._failed(exc)
+            return False
+        self._sent(len(payloads))
+        return True
+
+    def _failed(self, exc: DistributedCacheError) -> None:
+        self._core.events.emit("distributed_errors", operation="publish", error=type(exc).__name__)
+        if not self._down:
+            self._down = True
+            logger.warning("backplane publish failed (%s); will send again", exc)
+
+    def _sent(self, count: int) -> None:
+        self._core.events.backplane_sent += count
         if self._down:
             self._down = False
             logger.info("backplane publishes again")
-        return True
 
     async def written(self, operation: str, skeys: list[str]) -> None:
         """Queued L2 operations (background writes, replays after an outage) landed: publish.

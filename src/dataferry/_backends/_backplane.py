@@ -588,6 +588,46 @@ class RedisBackplane:
         except Exception as exc:
             raise failed("SPUBLISH" if self._cluster else "PUBLISH", exc) from exc
 
+    async def apublish_many(self, channel: str, payloads: Sequence[bytes], /) -> None:
+        """Send every payload to ``channel``, in order, in one round trip (a pipeline).
+
+        Raises:
+            DistributedCacheError: Redis failed (some payloads may have been sent).
+
+        """
+        if not self._has_async:
+            await asyncio.to_thread(self.publish_many, channel, payloads)
+            return
+        redis_ = self._redis
+        client = redis_._async_clients.get(async_loop_key())
+        if client is None:
+            client = redis_._async_connect()
+        command = "SPUBLISH" if self._async_cluster else "PUBLISH"
+        try:
+            pipe = client.pipeline(transaction=False)
+            for payload in payloads:
+                pipe.execute_command(command, channel, payload)
+            await pipe.execute()
+        except Exception as exc:
+            raise failed(command, exc) from exc
+
+    def publish_many(self, channel: str, payloads: Sequence[bytes], /) -> None:
+        """Sync :meth:`apublish_many`.
+
+        Raises:
+            DistributedCacheError: Redis failed (some payloads may have been sent).
+
+        """
+        client = self._sync_client()
+        command = "SPUBLISH" if self._cluster else "PUBLISH"
+        try:
+            pipe = client.pipeline(transaction=False)
+            for payload in payloads:
+                pipe.execute_command(command, channel, payload)
+            pipe.execute()
+        except Exception as exc:
+            raise failed(command, exc) from exc
+
     def _sync_client(self) -> RedisClient:
         # As RedisCache's own commands do: the client given, or the one built on first use.
         client = self._redis._sync_clients.get(None)

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from dataferry._backends._backplane import (
     Action,
@@ -49,7 +49,7 @@ PENDING_LIMIT = 10_000
 class BackplaneAccessor:
     """Publishes a cache's invalidations and applies the other nodes' to its L1."""
 
-    __slots__ = ("_backplane", "_channel", "_core", "_down", "_pending", "sender")
+    __slots__ = ("_backplane", "_channel", "_core", "_down", "_many", "_pending", "sender")
 
     def __init__(self, backplane: Backplane, core: Core) -> None:
         self._backplane = backplane
@@ -59,6 +59,11 @@ class BackplaneAccessor:
         self.sender = SenderId()
         self._pending: OrderedDict[str, Action] = OrderedDict()
         self._down = False
+        # A transport that can send a batch in one round trip (RedisBackplane can; the
+        # Backplane protocol only requires one payload per call).
+        self._many: Callable[[str, list[bytes]], None] | None = getattr(
+            backplane, "publish_many", None
+        )
 
     @property
     def backplane(self) -> Backplane:
@@ -124,9 +129,15 @@ class BackplaneAccessor:
         ``version``: the messages' version (default: the latest local invalidation version;
         tag and clear records send their time, in microseconds).
         """
-        for skey in skeys:
-            if not self._send(action, skey, version):
-                self._keep(action, skey)
+        keys = list(skeys)
+        if len(keys) > 1 and self._many is not None:
+            if not self._send_many(action, keys, version):
+                for skey in keys:
+                    self._keep(action, skey)
+        else:
+            for skey in keys:
+                if not self._send(action, skey, version):
+                    self._keep(action, skey)
         if self._pending and not self._down:
             self.flush()
 
@@ -138,16 +149,38 @@ class BackplaneAccessor:
         try:
             self._backplane.publish(self._channel, payload)
         except DistributedCacheError as exc:
-            core.events.emit("distributed_errors", operation="publish", error=type(exc).__name__)
-            if not self._down:
-                self._down = True
-                logger.warning("backplane publish failed (%s); will send again", exc)
+            self._failed(exc)
             return False
-        core.events.backplane_sent += 1
+        self._sent(1)
+        return True
+
+    def _send_many(self, action: Action, skeys: list[str], version: int | None) -> bool:
+        # One round trip for a batch (set_many, remove_many), where the transport can.
+        core = self._core
+        if version is None:
+            version = core.versions.current()
+        sender = self.sender.value
+        payloads = [encode_message(sender, action, skey, version) for skey in skeys]
+        assert self._many is not None
+        try:
+            self._many(self._channel, payloads)
+        except DistributedCacheError as exc:
+            self._failed(exc)
+            return False
+        self._sent(len(payloads))
+        return True
+
+    def _failed(self, exc: DistributedCacheError) -> None:
+        self._core.events.emit("distributed_errors", operation="publish", error=type(exc).__name__)
+        if not self._down:
+            self._down = True
+            logger.warning("backplane publish failed (%s); will send again", exc)
+
+    def _sent(self, count: int) -> None:
+        self._core.events.backplane_sent += count
         if self._down:
             self._down = False
             logger.info("backplane publishes again")
-        return True
 
     def written(self, operation: str, skeys: list[str]) -> None:
         """Queued L2 operations (background writes, replays after an outage) landed: publish.
