@@ -168,6 +168,29 @@ async def test_a_read_during_a_remove_never_puts_the_old_value_back(
         assert await cache.get("k") is None
 
 
+async def test_a_failed_publish_is_retried_without_another_write(
+    redis_server: Any, redis_url: str
+) -> None:
+    # L2 on a server that stays up: only the backplane's server goes away.
+    a = df.AsyncDataFerry(
+        namespace="coh",
+        distributed=df.RedisCache.from_url(redis_url),
+        backplane=df.RedisBackplane.from_url(redis_server.url),
+    )
+    async with a:
+        await a.set("k", 1)
+        sent = a.stats().backplane_sent
+        redis_server.kill()
+        await a.set("k", 2)  # publish fails: kept, and a job tries it again every second
+        assert a.stats().backplane_sent == sent
+        redis_server.restart()
+
+        async def sent_again() -> bool:
+            return a.stats().backplane_sent == sent + 1
+
+        await async_until(sent_again)
+
+
 class CountingBackplane(df.RedisBackplane):
     """A RedisBackplane that counts its publish calls (round trips)."""
 

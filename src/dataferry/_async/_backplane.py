@@ -12,7 +12,8 @@ and comes back, messages may have been missed: L1 is emptied and every read in f
 distrusted.
 
 A publish that fails is kept (one per key, the latest action) and sent again after the next
-publish that succeeds, or when the subscription comes back; ``close`` tries the rest once.
+publish that succeeds, or by a background job every second meanwhile; ``close`` tries the rest
+once.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from dataferry._core import Core
 from dataferry._errors import DistributedCacheError
 from dataferry._keys import clear_scope
 from dataferry._scopes import STATE_MAX_AGE
+from dataferry._synchronization import AsyncRuntime
 
 __all__ = ["Action", "AsyncBackplaneAccessor"]
 
@@ -43,14 +45,26 @@ logger = logging.getLogger("dataferry")
 #: Most failed publishes kept for a retry (one per key); past it, the oldest go, and L1s of
 #: other nodes may keep a replaced value until its ttl (logged, counted as dropped).
 PENDING_LIMIT = 10_000
+#: Seconds between two tries of the failed publishes when nothing else is published.
+RETRY_INTERVAL = 1.0
 
 
 class AsyncBackplaneAccessor:
     """Publishes a cache's invalidations and applies the other nodes' to its L1."""
 
-    __slots__ = ("_backplane", "_channel", "_core", "_down", "_many", "_pending", "sender")
+    __slots__ = (
+        "_backplane",
+        "_channel",
+        "_core",
+        "_down",
+        "_many",
+        "_pending",
+        "_retrying",
+        "_runtime",
+        "sender",
+    )
 
-    def __init__(self, backplane: Backplane, core: Core) -> None:
+    def __init__(self, backplane: Backplane, core: Core, runtime: AsyncRuntime) -> None:
         self._backplane = backplane
         self._core = core
         # A hash tag: on a Cluster, the channel lives on the slot of the namespace's name.
@@ -58,6 +72,8 @@ class AsyncBackplaneAccessor:
         self.sender = SenderId()
         self._pending: OrderedDict[str, Action] = OrderedDict()
         self._down = False
+        self._runtime = runtime
+        self._retrying = False
         # A transport that can send a batch in one round trip (RedisBackplane can; the
         # Backplane protocol only requires one payload per call).
         self._many: Callable[[str, list[bytes]], Awaitable[None]] | None = getattr(
@@ -137,8 +153,11 @@ class AsyncBackplaneAccessor:
             for skey in keys:
                 if not await self._send(action, skey, version):
                     self._keep(action, skey)
-        if self._pending and not self._down:
-            await self.flush()
+        if self._pending:
+            if not self._down:
+                await self.flush()
+            if self._pending:
+                self._retry_later()
 
     async def _send(self, action: Action, skey: str, version: int | None = None) -> bool:
         core = self._core
@@ -212,6 +231,27 @@ class AsyncBackplaneAccessor:
                 return
             if pending.get(skey) is action:
                 del pending[skey]
+
+    def _retry_later(self) -> None:
+        # Failed publishes are sent again after the next one that works, and by this job
+        # every RETRY_INTERVAL seconds meanwhile (one job at a time), so they don't wait for
+        # a next write that may never come.
+        if self._retrying or self._runtime.closed:
+            return
+        self._retrying = True
+        try:
+            self._runtime.background(self._retry)
+        except Exception:  # the cache is closing: close() tries them once more
+            self._retrying = False
+
+    async def _retry(self) -> None:
+        runtime = self._runtime
+        try:
+            while self._pending and not runtime.closed:
+                await runtime.sleep(RETRY_INTERVAL)
+                await self.flush()
+        finally:
+            self._retrying = False
 
     async def aclose(self) -> None:
         """Try the kept publishes once more, then stop the subscriber and close the transport."""

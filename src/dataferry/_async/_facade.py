@@ -163,7 +163,7 @@ class AsyncDataFerry:
         if backplane is not None:
             if not isinstance(backplane, Backplane):
                 raise ConfigurationError(f"backplane must be a Backplane, got {backplane!r}")
-            bp = AsyncBackplaneAccessor(backplane, core)
+            bp = AsyncBackplaneAccessor(backplane, core, runtime)
             if accessor is not None:
                 accessor.on_written(bp.written)
         self._bind(core, runtime, accessor, flights, None, bp)

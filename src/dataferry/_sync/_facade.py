@@ -164,7 +164,7 @@ class DataFerry:
         if backplane is not None:
             if not isinstance(backplane, Backplane):
                 raise ConfigurationError(f"backplane must be a Backplane, got {backplane!r}")
-            bp = BackplaneAccessor(backplane, core)
+            bp = BackplaneAccessor(backplane, core, runtime)
             if accessor is not None:
                 accessor.on_written(bp.written)
         self._bind(core, runtime, accessor, flights, None, bp)
