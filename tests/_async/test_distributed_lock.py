@@ -178,3 +178,22 @@ async def test_lock_option_is_validated() -> None:
         df.EntryOptions(distributed_lock=1)  # type: ignore[arg-type]
     with pytest.raises(df.ConfigurationError):
         df.EntryOptions(distributed_lock_timeout=0)
+
+
+async def test_the_lock_on_a_cluster_and_sentinel(topology_l2_factory: Any) -> None:
+    a, b = node(topology_l2_factory), node(topology_l2_factory)
+    latch = AsyncLatch()
+    make_a, make_b = Factory("from a", latch), Factory("from b")
+    waits = count_events(b, "lock_waits")
+    async with a, b:
+        first = AsyncReading(lambda: a.get_or_set("{user:7}:report", make_a, options=LOCKED))
+
+        async def a_holds_the_lock() -> bool:
+            return latch.entered == 1
+
+        await async_until(a_holds_the_lock)
+        second = AsyncReading(lambda: b.get_or_set("{user:7}:report", make_b, options=LOCKED))
+        await async_wait(waits(1))
+        latch.open()
+        assert await first.result() == await second.result() == "from a"
+        assert (make_a.calls, make_b.calls) == (1, 0)

@@ -233,3 +233,27 @@ async def test_bad_tags_are_refused(l2_factory: Any) -> None:
         for bad in ("", 3, None, b"users"):
             with pytest.raises(df.ConfigurationError):
                 await cache.remove_by_tag(bad)  # type: ignore[arg-type]
+
+
+async def test_tags_clear_and_erase_on_a_cluster_and_sentinel(topology_l2_factory: Any) -> None:
+    # The records are plain keys spread over the slots (read in one batch grouped per slot).
+    make = topology_l2_factory
+    async with (
+        node(make, codec=encrypted()) as cache,
+        node(make, codec=encrypted(), memory=None) as reader,
+    ):
+        keys = {f"item:{i}": i for i in range(30)}
+        await cache.set_many(keys, tags=["items"])
+        await cache.tenant("acme").set("card", "4111")
+        assert await reader.get_many(list(keys)) == keys
+        await cache.remove_by_tag("items")
+        await cache.tenant("acme").clear(erase=True)
+
+        async def reader_sees_both() -> bool:
+            none = await reader.get_many(list(keys)) == {}
+            return none and await reader.tenant("acme").get("card") is None
+
+        await within_the_bound(reader_sees_both)
+        await cache.clear()
+        await cache.set("after", 1)
+        assert await reader.get("after") == 1

@@ -50,6 +50,16 @@ def l2_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     return lambda: df.RedisCache.from_url(url)
 
 
+@pytest.fixture(params=["cluster", "sentinel"])
+def topology_l2_factory(request: pytest.FixtureRequest) -> Any:
+    """Builds one L2 client per node on the harness's 3-master Cluster, or its Sentinel setup."""
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        return lambda: df.RedisCache.from_url(url, cluster=True)
+    setup = request.getfixturevalue("redis_sentinel")
+    return lambda: df.RedisCache.from_sentinel(setup.sentinels, setup.service_name)
+
+
 @pytest.fixture
 def l2_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A real L2 for tests that need one: a Redis server of the test harness."""

@@ -179,3 +179,22 @@ def test_lock_option_is_validated() -> None:
         df.EntryOptions(distributed_lock=1)  # type: ignore[arg-type]
     with pytest.raises(df.ConfigurationError):
         df.EntryOptions(distributed_lock_timeout=0)
+
+
+def test_the_lock_on_a_cluster_and_sentinel(topology_l2_factory: Any) -> None:
+    a, b = node(topology_l2_factory), node(topology_l2_factory)
+    latch = Latch()
+    make_a, make_b = Factory("from a", latch), Factory("from b")
+    waits = count_events(b, "lock_waits")
+    with a, b:
+        first = Reading(lambda: a.get_or_set("{user:7}:report", make_a, options=LOCKED))
+
+        def a_holds_the_lock() -> bool:
+            return latch.entered == 1
+
+        sync_until(a_holds_the_lock)
+        second = Reading(lambda: b.get_or_set("{user:7}:report", make_b, options=LOCKED))
+        sync_wait(waits(1))
+        latch.open()
+        assert first.result() == second.result() == "from a"
+        assert (make_a.calls, make_b.calls) == (1, 0)

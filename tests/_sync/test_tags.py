@@ -234,3 +234,27 @@ def test_bad_tags_are_refused(l2_factory: Any) -> None:
         for bad in ("", 3, None, b"users"):
             with pytest.raises(df.ConfigurationError):
                 cache.remove_by_tag(bad)  # type: ignore[arg-type]
+
+
+def test_tags_clear_and_erase_on_a_cluster_and_sentinel(topology_l2_factory: Any) -> None:
+    # The records are plain keys spread over the slots (read in one batch grouped per slot).
+    make = topology_l2_factory
+    with (
+        node(make, codec=encrypted()) as cache,
+        node(make, codec=encrypted(), memory=None) as reader,
+    ):
+        keys = {f"item:{i}": i for i in range(30)}
+        cache.set_many(keys, tags=["items"])
+        cache.tenant("acme").set("card", "4111")
+        assert reader.get_many(list(keys)) == keys
+        cache.remove_by_tag("items")
+        cache.tenant("acme").clear(erase=True)
+
+        def reader_sees_both() -> bool:
+            none = reader.get_many(list(keys)) == {}
+            return none and reader.tenant("acme").get("card") is None
+
+        within_the_bound(reader_sees_both)
+        cache.clear()
+        cache.set("after", 1)
+        assert reader.get("after") == 1
