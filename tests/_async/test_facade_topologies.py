@@ -2,8 +2,10 @@
 
 Each "node" is a cache with its own L1 and its own RedisCache (its own connections), as two
 processes would have, in front of the same servers. What reached L2 is checked on the server
-that owns the key (the master of its slot), so a batch is seen to touch every master. Fault
-tests kill a Cluster master and fail a Sentinel setup over while the caches are in use.
+that owns the key (the master of its slot), so a batch is seen to touch every master, with
+one round trip per master. Nodes with a backplane keep their L1s coherent on both topologies.
+Fault tests kill a Cluster master and fail a Sentinel setup over while the caches are in use,
+the last one under a continuous load of two nodes with a backplane.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -22,12 +25,13 @@ import pytest
 from redis.cluster import key_slot
 
 import dataferry as df
-from tests.chaos import count_events, wait_event
+from tests.chaos import AsyncReading, Faults, Gate, count_events, wait_event
 from tests.redis_servers import RedisCluster, RedisSentinel, RedisServer, wait_until
 
 NS = "topo"
 SOCKET_TIMEOUT = 0.2  # fault tests: a dead server must cost little
 KEYRING = df.Keyring({"2026-11": os.urandom(32)})
+L1_ONLY = df.EntryOptions(skip_distributed=True)  # read a node's L1, never its L2
 
 # This file is written once: the generated sync twin runs the same tests on threads.
 IS_ASYNC = inspect.iscoroutinefunction(df.AsyncDataFerry.aclose)
@@ -50,6 +54,13 @@ async def wait_for(event: threading.Event) -> None:
         await wait_event(event)
     else:
         assert event.wait(10), "timed out waiting for the event"
+
+
+async def blocking(call: Callable[[], Any]) -> Any:
+    """Run a blocking call (a server fault) without stopping the event loop's other tasks."""
+    if IS_ASYNC:
+        return await asyncio.to_thread(call)
+    return call()
 
 
 async def concurrently(calls: list[Callable[[], Any]]) -> list[Any]:
@@ -93,6 +104,7 @@ class Topology:
     masters: list[RedisServer]
     backend: Callable[..., df.RedisCache]  # a new RedisCache (own connections) per node
     owner: Callable[[str], RedisServer]  # the master that holds a storage key
+    backplane: Callable[..., df.RedisBackplane]  # a new RedisBackplane per node
 
     def raw(self, storage_key: str) -> bytes | None:
         """The bytes stored under ``storage_key``, read on the server that owns it."""
@@ -119,14 +131,21 @@ def cluster_topology(cluster: RedisCluster) -> Topology:
     def backend(**kwargs: Any) -> df.RedisCache:
         return df.RedisCache.from_url(cluster.url, cluster=True, **kwargs)
 
-    return Topology("cluster", cluster.masters, backend, owner)
+    def backplane(**kwargs: Any) -> df.RedisBackplane:
+        # Sharded pub/sub: the channel lives on the master of its slot.
+        return df.RedisBackplane.from_url(cluster.url, cluster=True, **kwargs)
+
+    return Topology("cluster", cluster.masters, backend, owner, backplane)
 
 
 def sentinel_topology(setup: RedisSentinel) -> Topology:
     def backend(**kwargs: Any) -> df.RedisCache:
         return df.RedisCache.from_sentinel(setup.sentinels, setup.service_name, **kwargs)
 
-    return Topology("sentinel", [setup.master], backend, lambda _key: setup.master)
+    def backplane(**kwargs: Any) -> df.RedisBackplane:
+        return df.RedisBackplane.from_sentinel(setup.sentinels, setup.service_name, **kwargs)
+
+    return Topology("sentinel", [setup.master], backend, lambda _key: setup.master, backplane)
 
 
 @pytest.fixture(params=["cluster", "sentinel"])
@@ -145,6 +164,51 @@ def node(
     )
 
 
+def fleet_node(
+    topology: Topology,
+    backend_kwargs: dict[str, Any] | None = None,
+    backplane_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> df.AsyncDataFerry:
+    """A node with a backplane of its own (own subscriber thread, own connections)."""
+    bp = topology.backplane(**(backplane_kwargs or {}))
+    return node(topology, backend_kwargs, backplane=bp, **kwargs)
+
+
+class Heard:
+    """What a node's backplane reported: its states, and the messages of other nodes it applied."""
+
+    def __init__(self, cache: df.AsyncDataFerry) -> None:
+        self.states: list[str] = []
+        self.reconnected = threading.Event()
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._waiting: list[tuple[str, int, threading.Event]] = []
+        cache.subscribe(self._on_event)
+
+    def _on_event(self, event: str, attributes: dict[str, Any]) -> None:
+        if event == "backplane_state":
+            self.states.append(attributes["state"])
+            if attributes["state"] == "reconnected":
+                self.reconnected.set()
+        elif event == "backplane_messages":
+            with self._lock:
+                key = attributes["key"]
+                self._counts[key] = self._counts.get(key, 0) + 1
+                for waited, count, done in self._waiting:
+                    if waited == key and self._counts[key] >= count:
+                        done.set()
+
+    def key(self, storage_key: str, count: int = 1) -> threading.Event:
+        """Set once ``count`` messages about ``storage_key`` have been applied."""
+        done = threading.Event()
+        with self._lock:
+            self._waiting.append((storage_key, count, done))
+            if self._counts.get(storage_key, 0) >= count:
+                done.set()
+        return done
+
+
 def spread_keys(topology: Topology, count: int, tenant: str | None = None) -> list[str]:
     """``count`` keys whose storage keys are held by every master, in turn."""
     by_master: dict[int, list[str]] = {m.port: [] for m in topology.masters}
@@ -155,6 +219,59 @@ def spread_keys(topology: Topology, count: int, tenant: str | None = None) -> li
         i += 1
     per = [iter(keys) for keys in by_master.values()]
     return [next(per[n % len(per)]) for n in range(count)]
+
+
+def tags_by_master(topology: Topology, per_master: int) -> dict[int, list[str]]:
+    """Hash tags (``g0``...), ``per_master`` of them on each master: keys ``{tag}:...`` share
+    the slot of their tag (the storage key's prefix has no braces, so the tag decides)."""
+    by_master: dict[int, list[str]] = {m.port: [] for m in topology.masters}
+    i = 0
+    while min(len(tags) for tags in by_master.values()) < per_master:
+        tag = f"g{i}"
+        tags = by_master[topology.owner(skey(f"{{{tag}}}:0")).port]
+        if len(tags) < per_master:
+            tags.append(tag)
+        i += 1
+    return by_master
+
+
+class Traffic:
+    """Round trips and commands each master served, from its INFO, on one connection each.
+
+    A pipeline written in one piece is read by the server in one read: ``reads`` counts the
+    round trips a client made to that master (a test's own INFO is taken off).
+    """
+
+    COMMANDS = ("get", "mget", "set", "del")
+
+    def __init__(self, masters: list[RedisServer]) -> None:
+        self._clients = {m.port: m.client() for m in masters}
+        self._last = self._read()
+
+    def _read(self) -> dict[int, dict[str, int]]:
+        counts: dict[int, dict[str, int]] = {}
+        for port, client in self._clients.items():
+            info = client.info("stats", "commandstats")  # one command: one read
+            counts[port] = {"reads": int(info["total_reads_processed"])}
+            for name in self.COMMANDS:
+                counts[port][name] = int(info.get(f"cmdstat_{name}", {}).get("calls", 0))
+        return counts
+
+    def since_last(self) -> dict[int, dict[str, int]]:
+        """Per master port: round trips and calls of each command since the last call."""
+        now = self._read()
+        delta = {
+            port: {name: now[port][name] - self._last[port][name] for name in now[port]}
+            for port in now
+        }
+        for counts in delta.values():
+            counts["reads"] -= 1  # the INFO that measured it
+        self._last = now
+        return delta
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
 
 
 # -- the API ----------------------------------------------------------------------------------
@@ -295,6 +412,284 @@ async def test_tenants_with_an_encrypted_codec(topology: Topology) -> None:
         assert cache.stats().distributed_errors == reader.stats().distributed_errors == 0
 
 
+async def test_cluster_batches_split_per_slot_one_round_trip_per_master(
+    redis_cluster: RedisCluster,
+) -> None:
+    topology = cluster_topology(redis_cluster)
+    tags = tags_by_master(topology, 2)  # 2 slots on each of the 3 masters, 3 keys per slot
+    keys_of = {
+        port: [f"{{{t}}}:{i}" for t in port_tags for i in range(3)]
+        for port, port_tags in tags.items()
+    }
+    keys = [k for port_keys in keys_of.values() for k in port_keys]
+    first_slot = {port: port_keys[:3] for port, port_keys in keys_of.items()}
+    values = {k: f"value of {k}" for k in keys}
+    traffic = Traffic(redis_cluster.masters)
+
+    async def batch(
+        call: Callable[[], Any], undo: Callable[[], Any] | None = None, **per_master: int
+    ) -> Any:
+        """Run ``call()``; check what each master served for it (round trips, commands).
+
+        Another client's command in the same instant (a backplane's PING...) adds to the
+        counts: the batch is then undone and run again, a few times at most.
+        """
+        seen: dict[int, dict[str, int]] = {}
+        for _ in range(3):
+            traffic.since_last()
+            result = await call()
+            delta = traffic.since_last()
+            seen = {port: {name: delta[port][name] for name in per_master} for port in keys_of}
+            if all(counts == per_master for counts in seen.values()):
+                return result
+            # Noise only adds: fewer than expected is a wrong claim, not a busy server.
+            assert all(c[n] >= want for c in seen.values() for n, want in per_master.items()), seen
+            if undo is not None:
+                await undo()
+        raise AssertionError(f"each master served {seen}, not {per_master}")
+
+    # No L1, no retries, errors raised: each call is exactly its L2 batch, and a CROSSSLOT
+    # (or any other failure) would reach this test.
+    strict: dict[str, Any] = {"memory": None, "resilience": None, "raise_distributed_errors": True}
+    try:
+        async with node(topology, **strict) as cache:
+            acme = cache.tenant("acme")
+            await cache.set_many(values)  # opens a connection to every master
+            await cache.remove_many(keys)
+
+            await batch(lambda: cache.set_many(values), reads=1, set=6, mget=0)  # a pipeline
+            got = await batch(lambda: cache.get_many(keys), reads=1, mget=2, get=0)
+            assert got == values  # one MGET per slot, the slots of a master in one pipeline
+            await batch(lambda: acme.set_many(dict.fromkeys(keys, "acme's")), reads=1, set=6)
+            got = await batch(lambda: acme.get_many(keys), reads=1, mget=2)
+            assert got == dict.fromkeys(keys, "acme's")
+
+            removed = [k for port_keys in first_slot.values() for k in port_keys]
+            await batch(lambda: cache.remove_many(removed), reads=1, **{"del": 1})  # per slot
+            asked: list[list[str]] = []
+
+            async def load_many(missing: list[str]) -> dict[str, str]:
+                asked.append(sorted(missing))
+                return {k: f"loaded {k}" for k in missing}
+
+            # One read of every slot, one call of the loader, one write pipeline per master.
+            got = await batch(
+                lambda: cache.get_or_set_many(keys, load_many),
+                lambda: cache.remove_many(removed),
+                reads=2,
+                mget=2,
+                set=3,
+            )
+            assert got == {k: f"loaded {k}" if k in removed else values[k] for k in keys}
+            assert asked[-1:] == [sorted(removed)]
+
+            async def remove_all() -> None:
+                await cache.remove_many(keys)
+                await acme.remove_many(keys)
+
+            await batch(remove_all, reads=2, **{"del": 4})
+            assert await cache.get_many(keys) == {}
+            assert await acme.get_many(keys) == {}
+            assert cache.stats().distributed_errors == 0
+    finally:
+        traffic.close()
+    for k in keys:
+        assert topology.raw(skey(k)) is None
+        assert topology.raw(skey(k, "acme")) is None
+
+
+async def test_cluster_many_first_calls_on_a_new_client(redis_cluster: RedisCluster) -> None:
+    # redis-py's asyncio RedisCluster (8.1) routed the commands that arrived before it had
+    # learned the slot table to its default node: 20 at once drew enough MOVED replies to make
+    # it drop every connection, and the other callers failed. RedisCache loads the table first.
+    topology = cluster_topology(redis_cluster)
+    keys = spread_keys(topology, 24)
+    strict: dict[str, Any] = {"memory": None, "resilience": None, "raise_distributed_errors": True}
+    async with node(topology, **strict) as cache:
+        calls: list[Callable[[], Any]] = [
+            lambda k=k: cache.get_or_set(k, lambda: f"computed {k}") for k in keys[:16]
+        ]
+        calls += [lambda k=k: cache.set(k, f"set {k}") for k in keys[16:20]]
+        calls += [lambda k=k: cache.get_many([k, "absent"]) for k in keys[20:]]
+
+        async def outcome(call: Callable[[], Any]) -> Any:
+            # Every call runs to its end, failed or not: none is left running past the test.
+            try:
+                return await call()
+            except Exception as exc:
+                return exc
+
+        got = await concurrently([lambda call=call: outcome(call) for call in calls])
+        assert [r for r in got if isinstance(r, Exception)] == []
+        assert got[:16] == [f"computed {k}" for k in keys[:16]]
+        assert got[20:] == [{}] * 4
+        assert cache.stats().distributed_errors == 0
+    for k in keys[:20]:
+        assert topology.raw(skey(k)) is not None
+
+
+# -- coherence --------------------------------------------------------------------------------
+
+
+async def test_backplane_drops_changed_keys_from_the_other_nodes_l1(topology: Topology) -> None:
+    keys = spread_keys(topology, 6)  # on every master of a cluster
+    async with fleet_node(topology) as a, fleet_node(topology) as b:
+        b_heard = count_events(b, "backplane_messages")
+        a_heard = count_events(a, "backplane_messages")
+        messages = 0
+
+        async def b_heard_more(count: int) -> None:
+            nonlocal messages
+            messages += count
+            await wait_for(b_heard(messages))
+
+        async def b_l1(*names: str) -> list[tuple[bool, Any]]:
+            return [await b.try_get(k, options=L1_ONLY) for k in names]
+
+        await a.set("mine", "a's own")  # a keeps it in L1 whatever it hears of its own
+        await b_heard_more(1)
+
+        await a.set("k", 1)
+        await b_heard_more(1)
+        assert await b.get("k") == 1  # from L2, into b's L1
+        assert await b_l1("k") == [(True, 1)]
+        await a.set("k", 2)
+        await b_heard_more(1)
+        assert await b_l1("k") == [(False, None)]
+        assert await b.get("k") == 2
+
+        await a.expire("k")
+        await b_heard_more(1)
+        assert await b_l1("k") == [(False, None)]
+        assert await b.try_get("k") == (False, None)  # stale in L2: a miss
+
+        await a.set("k", 3)
+        await b_heard_more(1)
+        assert await b.get("k") == 3
+        await a.remove("k")
+        await b_heard_more(1)
+        assert await b_l1("k") == [(False, None)]
+        assert await b.try_get("k") == (False, None)
+
+        await a.set_many(dict.fromkeys(keys, "v1"))  # one message per key
+        await b_heard_more(len(keys))
+        assert await b.get_many(keys) == dict.fromkeys(keys, "v1")
+        assert await b_l1(*keys) == [(True, "v1")] * len(keys)
+        await a.set_many(dict.fromkeys(keys, "v2"))
+        await b_heard_more(len(keys))
+        assert await b_l1(*keys) == [(False, None)] * len(keys)
+        assert await b.get_many(keys) == dict.fromkeys(keys, "v2")
+        await a.remove_many(keys)
+        await b_heard_more(len(keys))
+        assert await b_l1(*keys) == [(False, None)] * len(keys)
+        assert await b.get_many(keys) == {}
+
+        # a's own messages come back to it on the same channel, in order, before b's: once
+        # it applied b's, it had seen (and skipped) every one of its own.
+        await b.set("from b", 1)
+        await wait_for(a_heard(1))
+        assert a.stats().backplane_messages == 1
+        assert await a.try_get("mine", options=L1_ONLY) == (True, "a's own")
+        assert a.stats().backplane_sent == messages
+        assert b.stats().backplane_messages == messages
+        assert a.stats().distributed_errors == b.stats().distributed_errors == 0
+
+
+async def test_a_replay_never_replaces_another_nodes_newer_write(topology: Topology) -> None:
+    # What a failover does to two nodes whose breakers close at different times, made
+    # deterministic: a's write fails (queued), b writes a newer value, then a's L2 comes back.
+    faults = Faults(ConnectionError("a's L2 is down"), "set")
+    replaying = df.Resilience(recovery_interval=0.05, cooldown=0.1)
+    async with (
+        fleet_node(topology, resilience=replaying, distributed_layers=[faults]) as a,
+        fleet_node(topology) as b,
+        node(topology, memory=None) as reader,
+    ):
+        a_heard = count_events(a, "backplane_messages")
+        b_heard = count_events(b, "backplane_messages")
+        await a.set("k", "older")  # L1 and the backplane: yes; L2: queued for a replay
+        assert a.stats().recovery_pending == 1
+        await wait_for(b_heard(1))
+        await b.set("k", "newer")  # into L2 and b's L1; a drops its copy
+        await wait_for(a_heard(1))
+        faults.failing = False
+
+        async def replayed() -> bool:
+            return a.stats().recovery_pending == 0
+
+        await eventually(replayed)
+        assert await reader.try_get("k") == (True, "newer")
+        assert await b.try_get("k", options=L1_ONLY) == (True, "newer")
+        assert await a.get("k") == "newer"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (reported): a read answered from the node's own queued write fills L1; the "
+    "replay is then dropped as outdated, but that L1 entry stays",
+)
+async def test_a_superseded_replay_leaves_no_stale_value_in_its_own_l1(
+    redis_sentinel: RedisSentinel,
+) -> None:
+    topology = sentinel_topology(redis_sentinel)
+    faults = Faults(ConnectionError("b's L2 writes fail"), "set")
+    replaying = df.Resilience(recovery_interval=0.05, cooldown=0.1)
+    async with (
+        fleet_node(topology, resilience=replaying, distributed_layers=[faults]) as b,
+        fleet_node(topology) as a,
+        node(topology, memory=None) as reader,
+    ):
+        a_heard = count_events(a, "backplane_messages")
+        b_heard = count_events(b, "backplane_messages")
+        await b.set("k", "older")  # queued for a replay
+        await wait_for(a_heard(1))
+        await a.set("k", "newer")  # into L2; b drops its copy
+        await wait_for(b_heard(1))
+        await b.get("k")  # answered from b's queue (it reads its own writes), into its L1
+        faults.failing = False
+
+        async def replayed() -> bool:
+            return b.stats().recovery_pending == 0
+
+        await eventually(replayed)
+        assert await reader.try_get("k") == (True, "newer")  # the replay was dropped: right
+        found, cached = await b.try_get("k", options=L1_ONLY)
+        assert (found, cached) in ((False, None), (True, "newer"))  # today: (True, "older")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (reported): a node's set whose L2 write is in flight when another node's "
+    "message drops its L1 copy: a read meanwhile refills L1 from L2, then the write lands",
+)
+async def test_a_read_while_a_set_is_in_flight_leaves_l1_coherent(
+    redis_sentinel: RedisSentinel,
+) -> None:
+    topology = sentinel_topology(redis_sentinel)
+    gate = Gate("set")
+    patient = df.Resilience(timeout=5)  # the held write must not time out
+    async with (
+        fleet_node(topology, resilience=patient, distributed_layers=[gate]) as b,
+        fleet_node(topology) as a,
+        node(topology, memory=None) as reader,
+    ):
+        b_heard = count_events(b, "backplane_messages")
+        writing = AsyncReading(lambda: b.set("k", "b's"))  # in b's L1 at once; L2 write held
+
+        async def in_flight() -> bool:
+            return gate.calls["set"] == 1
+
+        await eventually(in_flight)
+        await a.set("k", "a's")  # into L2; b drops its copy
+        await wait_for(b_heard(1))
+        assert await b.get("k") == "a's"  # what L2 holds now: a fair answer
+        gate.open()
+        await writing.result()
+        assert await reader.try_get("k") == (True, "b's")  # b's write landed last
+        found, cached = await b.try_get("k", options=L1_ONLY)
+        assert (found, cached) in ((False, None), (True, "b's"))  # today: (True, "a's")
+
+
 # -- faults -----------------------------------------------------------------------------------
 
 
@@ -385,3 +780,118 @@ async def test_sentinel_failover_reaches_the_new_master() -> None:
                 return got == {"before": "written before", "after": "written after"}
 
             await eventually(reader_sees_both)
+
+
+async def test_sentinel_failover_under_load_reaches_no_caller_and_l1_stays_coherent() -> None:
+    hot = [f"hot:{i}" for i in range(6)]  # the load's key space
+    quiet = [f"quiet:{i}" for i in range(3)]  # cached by an idle node, written by nobody
+    fast = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT}
+    follow = {"max_backoff": 0.2, "heartbeat": 0.5, **fast}
+    # A short cooldown: the breaker that opens during the failover lets L2 back in soon.
+    resilience = df.Resilience(cooldown=0.3, recovery_interval=0.2)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    ops = [0] * 6  # per worker: 3 per loaded node
+
+    with RedisSentinel() as setup:
+        topology = sentinel_topology(setup)
+
+        def fleet() -> df.AsyncDataFerry:
+            return fleet_node(topology, fast, follow, resilience=resilience)
+
+        async with fleet() as a, fleet() as b, fleet() as idle:
+            heard = {"a": Heard(a), "b": Heard(b), "idle": Heard(idle)}
+            for k in quiet:
+                await idle.set(k, f"idle's {k}")
+            assert idle.stats().memory_entries == len(quiet)
+
+            async def worker(n: int, cache: df.AsyncDataFerry) -> None:
+                rng = random.Random(n)
+                while not stop.is_set():
+                    key = rng.choice(hot)
+                    value = f"worker {n} #{ops[n]}"
+                    roll = rng.random()
+                    try:
+                        if roll < 0.4:
+                            await cache.get_or_set(key, lambda v=value: v, ttl=60)
+                        elif roll < 0.65:
+                            await cache.set(key, value, ttl=60)
+                        elif roll < 0.9:
+                            await cache.get(key)
+                        else:
+                            await cache.remove(key)
+                    except Exception as exc:  # what this test is about: none may reach here
+                        errors.append(exc)
+                    ops[n] += 1
+                    await sleep(0.002)  # pace (two cores): not a synchronisation
+
+            async def every_worker_did(count: int, since: list[int]) -> None:
+                async def done() -> bool:
+                    return all(n - s >= count for n, s in zip(ops, since, strict=True))
+
+                await eventually(done, timeout=30)
+
+            async def l2_answers(cache: df.AsyncDataFerry) -> bool:
+                try:
+                    await cache.set(
+                        "probe", 1, options=df.EntryOptions(raise_distributed_errors=True)
+                    )
+                except df.DistributedCacheError:
+                    return False
+                return True
+
+            async def controller() -> None:
+                try:
+                    await every_worker_did(30, [0] * len(ops))
+                    await blocking(setup.failover)
+                    for watch in heard.values():  # every subscriber followed the new master
+                        await wait_for(watch.reconnected)
+                    for cache in (a, b):
+
+                        async def answers(cache: df.AsyncDataFerry = cache) -> bool:
+                            return await l2_answers(cache)
+
+                        await eventually(answers, timeout=30)
+                    # The load goes on, healthy, before it stops. (Stopped at once, a node's
+                    # L1 may disagree with L2 for a key no one writes again: the two xfail
+                    # tests above, a superseded replay and a set in flight, reproduce how.)
+                    await every_worker_did(30, list(ops))
+                finally:
+                    stop.set()
+
+            nodes = [a, a, a, b, b, b]
+            await concurrently(
+                [controller, *(lambda n=n: worker(n, nodes[n]) for n in range(len(ops)))]
+            )
+            assert errors == []  # not one exception reached a caller
+            # The failover was felt: L2 calls failed while it went on.
+            assert a.stats().distributed_errors + b.stats().distributed_errors > 0
+            for name, watch in heard.items():
+                assert watch.states[-2:] == ["disconnected", "reconnected"], name
+            # The idle node missed nothing it knows of, but it lost its subscription: it
+            # emptied its L1 when it came back.
+            assert [await idle.try_get(k, options=L1_ONLY) for k in quiet] == [(False, None)] * 3
+
+            # Settle: queued L2 writes replayed, kept messages sent, then every message of
+            # each node applied by the other (a marker, written twice: kept messages are sent
+            # after the first one; the other node hears the second one after them).
+            for cache in (a, b):
+
+                async def replayed(cache: df.AsyncDataFerry = cache) -> bool:
+                    return cache.stats().recovery_pending == 0
+
+                await eventually(replayed)
+            for sender, receiver in ((a, "b"), (b, "a")):
+                await sender.set("marker", 1)
+                await sender.set("marker", 2)
+                await wait_for(heard[receiver].key(skey("marker"), 2))
+
+            async with node(topology, fast, memory=None) as reader:
+                incoherent = []
+                for name, cache in (("a", a), ("b", b)):
+                    for k in hot:
+                        found, cached = await cache.try_get(k, options=L1_ONLY)
+                        stored = await reader.try_get(k)
+                        if found and stored != (True, cached):
+                            incoherent.append((name, k, cached, stored))
+                assert incoherent == []

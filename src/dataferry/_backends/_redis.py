@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -47,6 +47,29 @@ _Factory = Callable[[], tuple[_C, list[_C]]]
 
 _ASYNC_TYPES = (redis.asyncio.Redis, redis.asyncio.RedisCluster)
 _SYNC_TYPES = (redis.Redis, redis.RedisCluster)
+
+
+class _AsyncCluster(redis.asyncio.RedisCluster):
+    """The asyncio cluster client ``from_url`` builds: it learns the slots before routing.
+
+    redis-py's asyncio ``RedisCluster.execute_command`` picks how to route a command before it
+    initialises the client: while it has no slot table (a new client, or one that dropped its
+    nodes after too many ``MOVED``), a keyed command is routed as a keyless one, to the
+    default node, and draws ``MOVED``. Twenty concurrent first commands on a new client draw
+    enough of them to make it close every connection (``reinitialize_steps``), failing the
+    commands of every other task with ``ConnectionError`` (seen with redis-py 8.1). Here the
+    slot table is loaded first (redis-py's ``initialize`` serialises concurrent callers on its
+    own lock); once loaded, a command costs one flag check more, and no extra coroutine.
+    """
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        if self._initialize:
+            return self._initialized_first(*args, **kwargs)
+        return super().execute_command(*args, **kwargs)
+
+    async def _initialized_first(self, *args: Any, **kwargs: Any) -> Any:
+        await self.initialize()
+        return await super().execute_command(*args, **kwargs)
 
 
 def _check_bytes(client: AsyncRedisClient | RedisClient) -> None:
@@ -331,7 +354,7 @@ class RedisCache(AsyncRedisOps, RedisOps):
             kwargs = {"retry": AsyncRetry(NoBackoff(), 0), **options}
             client: AsyncRedisClient
             if cluster:
-                client = redis.asyncio.RedisCluster.from_url(url, **kwargs)
+                client = _AsyncCluster.from_url(url, **kwargs)
             else:
                 client = redis.asyncio.Redis.from_url(url, **kwargs)
             return client, [client]
