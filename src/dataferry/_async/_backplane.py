@@ -200,7 +200,7 @@ class AsyncBackplaneAccessor:
             self._down = False
             logger.info("backplane publishes again")
 
-    async def written(self, operation: str, skeys: list[str]) -> None:
+    async def written(self, operation: str, skeys: list[str]) -> None:  # see _landed
         """Queued L2 operations (background writes, replays after an outage) landed: publish.
 
         The write was published when it was made, but another node may have read the old

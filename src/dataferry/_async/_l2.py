@@ -102,8 +102,12 @@ class AsyncDistributedAccessor:
             wait_bound=wait,
         )
 
-    def on_written(self, callback: Callable[[str, list[str]], Awaitable[None]]) -> None:
-        """Call ``callback(operation, keys)`` after queued writes reached the L2."""
+    def on_written(self, callback: Callable[[str, list[str], list[str]], Awaitable[None]]) -> None:
+        """Call ``callback(operation, keys, replayed)`` after queued writes reached the L2.
+
+        ``replayed``: the keys whose write had failed before; ``operation`` ``"superseded"``:
+        replays dropped because the L2 holds a newer entry.
+        """
         self._writer.on_written = callback
 
     @property

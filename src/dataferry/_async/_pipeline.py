@@ -54,17 +54,22 @@ _POLL_MAX = 0.05
 class Staged:
     """An L2 write left to do: ``data`` under ``skey`` for ``ttl`` s (``data`` None: delete).
 
-    ``opts`` are the call's options (whether L2 errors raise, whether the write may happen in
+    ``version`` is the key's invalidation version when it was staged; ``opts`` are the call's
+    options (whether L2 errors raise, whether the write may happen in
     the background).
     """
 
-    __slots__ = ("background", "data", "opts", "skey", "ttl")
+    __slots__ = ("background", "data", "opts", "skey", "ttl", "version")
 
-    def __init__(self, skey: str, data: bytes | None, ttl: float, opts: Resolved) -> None:
+    def __init__(
+        self, skey: str, data: bytes | None, ttl: float, opts: Resolved, version: int
+    ) -> None:
         self.skey = skey
         self.data = data
         self.ttl = ttl
         self.opts = opts
+        #: The key's invalidation version when the write was staged.
+        self.version = version
         #: Write in the background (the option, or the L2 read of this flight failed).
         self.background = opts.background_distributed_writes
 

@@ -135,9 +135,10 @@ class AsyncL2Writer:
         self._worker = AsyncWorker(self._work)
         #: Queued and in-flight operations: the hot paths test it before anything else.
         self.count = 0
-        #: Called with ``(operation, keys)`` after queued operations reached the L2 (the
-        #: backplane tells the other nodes then, as their L1 may hold what these replaced).
-        self.on_written: Callable[[str, list[str]], Awaitable[None]] | None = None
+        #: Called with ``(operation, keys, replayed)`` after queued operations reached the L2
+        #: (``replayed``: those that had failed before), and with ``("superseded", keys,
+        #: keys)`` for replays dropped as outdated (see :meth:`_unless_superseded`).
+        self.on_written: Callable[[str, list[str], list[str]], Awaitable[None]] | None = None
 
     # -- called by the accessor ------------------------------------------------------------------
 
@@ -311,6 +312,9 @@ class AsyncL2Writer:
         ok = True
         try:
             todo = await self._unless_superseded(batch, left)
+            if len(todo) < len(batch) and self.on_written is not None:
+                outdated = [k for k, _ in batch if k not in dict(todo)]
+                await self._tell("superseded", outdated, outdated)
             for operation, keys, method, args in self._calls(todo):
                 try:
                     await self._run(operation, keys, False, method, *args)
@@ -319,11 +323,10 @@ class AsyncL2Writer:
                         self._note_failure(operation, exc)
                     ok = False
                     break  # the L2 fails: don't spend a timeout per group
-                for skey in keys:
-                    if not left.pop(skey).fresh:
-                        replayed += 1
+                again = [skey for skey in keys if not left.pop(skey).fresh]
+                replayed += len(again)
                 if self.on_written is not None:
-                    await self._tell(operation, keys)
+                    await self._tell(operation, keys, again)
         finally:
             self._settle(batch, left, outcome, replayed)
         return ok
@@ -357,10 +360,10 @@ class AsyncL2Writer:
             left.pop(skey)  # done: the L2 holds a newer value than ours
         return [(k, op) for k, op in batch if k not in newer]
 
-    async def _tell(self, operation: str, keys: list[str]) -> None:
+    async def _tell(self, operation: str, keys: list[str], replayed: list[str]) -> None:
         assert self.on_written is not None
         try:
-            await self.on_written(operation, keys)
+            await self.on_written(operation, keys, replayed)
         except Exception as exc:  # pragma: no cover - the backplane keeps its own failures
             logger.warning("telling other nodes of replayed L2 writes failed: %r", exc)
 

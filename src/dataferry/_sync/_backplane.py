@@ -201,7 +201,7 @@ class BackplaneAccessor:
             self._down = False
             logger.info("backplane publishes again")
 
-    def written(self, operation: str, skeys: list[str]) -> None:
+    def written(self, operation: str, skeys: list[str]) -> None:  # see _landed
         """Queued L2 operations (background writes, replays after an outage) landed: publish.
 
         The write was published when it was made, but another node may have read the old

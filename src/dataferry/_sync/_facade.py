@@ -165,9 +165,9 @@ class DataFerry:
             if not isinstance(backplane, Backplane):
                 raise ConfigurationError(f"backplane must be a Backplane, got {backplane!r}")
             bp = BackplaneAccessor(backplane, core, runtime)
-            if accessor is not None:
-                accessor.on_written(bp.written)
         self._bind(core, runtime, accessor, flights, None, bp)
+        if accessor is not None:
+            accessor.on_written(self._landed)
         if bp is not None:
             bp.start()
 
@@ -780,11 +780,11 @@ class DataFerry:
         core = self._core
         memory = None if opts.skip_memory else core.memory
         use_l2 = self._l2 is not None and not opts.skip_distributed
-        core.versions.bump(skey)  # a read begun before this write must not refill L1
+        version = core.versions.bump(skey)  # a read begun before this write must not refill L1
         if opts.ttl <= 0:  # "do not cache": drop any old value so it isn't served
             if memory is not None:
                 memory.remove(skey)
-            return Staged(skey, None, 0.0, opts) if use_l2 else None
+            return Staged(skey, None, 0.0, opts, version) if use_l2 else None
         now = time.time()
         ttl = opts.logical_ttl()
         expiry = now + ttl
@@ -820,7 +820,7 @@ class DataFerry:
         physical = opts.physical_ttl(ttl)
         if tags:  # never outlive the record of a removal of its tags (see TAG_RETENTION)
             physical = min(physical, TAG_RETENTION)
-        return Staged(skey, data, physical, opts)
+        return Staged(skey, data, physical, opts, version)
 
     def _commit(self, staged: Staged | None) -> None:
         """Do the L2 write that :meth:`_stage` left (a set, or a delete for ``ttl=0``)."""
@@ -838,6 +838,7 @@ class DataFerry:
                 raise_errors=raise_errors,
                 background=background,
             )
+        self._check_landed(staged.skey, staged.version)
         if self._bp is not None:
             action = Action.REMOVE if staged.data is None else Action.SET
             self._bp.publish(action, (staged.skey,))
@@ -879,8 +880,7 @@ class DataFerry:
         core = self._core
         if self._l2 is not None and not opts.skip_distributed and self._core.codec.encrypts:
             self._floor()  # the current epochs, to encrypt with
-        for skey in values:
-            core.versions.bump(skey)
+        versions = {skey: core.versions.bump(skey) for skey in values}
         now = time.time()
         ttl = opts.logical_ttl()
         expiry = now + ttl
@@ -925,6 +925,8 @@ class DataFerry:
                 raise_errors=opts.raise_distributed_errors,
                 background=opts.background_distributed_writes,
             )
+            for skey, _, _ in batch:
+                self._check_landed(skey, versions[skey])
             if self._bp is not None:
                 self._bp.publish(Action.SET, [s for s, _, _ in batch])
 
@@ -966,6 +968,30 @@ class DataFerry:
                 self._forget_l1(skeys, opts)
         if self._bp is not None:
             self._bp.publish(Action.REMOVE, skeys)
+
+    def _landed(self, operation: str, skeys: list[str], replayed: list[str]) -> None:
+        """Queued L2 operations landed (or, ``superseded``, were dropped as outdated).
+
+        Replays happen long after their call: meanwhile this node's L1 may have taken another
+        value (a read answered from its own queue, or from L2 after another node's write), so
+        their keys are dropped from it. The other nodes hear of what landed.
+        """
+        core = self._core
+        for skey in replayed:
+            core.invalidate(skey)
+        if self._bp is not None and operation != "superseded":
+            self._bp.written(operation, skeys)
+
+    def _check_landed(self, skey: str, version: int) -> None:
+        """After this node's write of ``skey`` (version ``version``) returned from L2.
+
+        If the key was invalidated meanwhile (another node's write), a read here may have
+        put that node's value in L1 while this write, which L2 now holds, was in flight:
+        drop it, the next read goes to L2.
+        """
+        core = self._core
+        if not core.versions.fill_ok(skey, version):
+            core.invalidate(skey)
 
     def _forget_l1(self, skeys: list[str], opts: Resolved) -> None:
         """After an L2 delete or expire: drop ``skeys`` from L1 again, refuse older fills.

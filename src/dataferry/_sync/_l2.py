@@ -103,8 +103,12 @@ class DistributedAccessor:
             wait_bound=wait,
         )
 
-    def on_written(self, callback: Callable[[str, list[str]], None]) -> None:
-        """Call ``callback(operation, keys)`` after queued writes reached the L2."""
+    def on_written(self, callback: Callable[[str, list[str], list[str]], None]) -> None:
+        """Call ``callback(operation, keys, replayed)`` after queued writes reached the L2.
+
+        ``replayed``: the keys whose write had failed before; ``operation`` ``"superseded"``:
+        replays dropped because the L2 holds a newer entry.
+        """
         self._writer.on_written = callback
 
     @property
