@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -78,6 +79,23 @@ def check_cached_run(result: DemoResult) -> None:
     assert abs(lookups - warm.requests) <= result.config.concurrency
 
 
+def check_stats_table(result: DemoResult, printed: str) -> None:
+    """The output ends with the cache's own counters: every one, with the cached run's values."""
+    stats = result.stats
+    head, tail = printed.rstrip("\n").split("\ncache.stats() at the end of the cached run:\n")
+    assert tail == str(stats)
+    assert "DataFerry stats" not in head
+    values = {line.split()[0]: line.split()[1] for line in tail.splitlines() if line[:2] == "  "}
+    assert values["factory_calls"] == f"{stats.factory_calls:,}"
+    assert values["factory_calls"] == f"{result.cached.database_queries:,}"
+    assert values["memory_hits"] == f"{stats.memory_hits:,}"
+    assert values["distributed_hits"] == f"{stats.distributed_hits:,}"
+    assert values["distributed_errors"] == values["decode_errors"] == "0"
+    assert tail.splitlines()[0].startswith(f"DataFerry stats: hit ratio {stats.hit_ratio:.1%}")
+    # The overall hit ratio of the results table and of the counters agree.
+    assert f"{result.cached.hit_ratio:.1%}" in head
+
+
 def test_embedded_demo_measures_both_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = io.StringIO()
     result = run_demo(tiny(), out=out)
@@ -102,6 +120,7 @@ def test_embedded_demo_measures_both_runs(capsys: pytest.CaptureFixture[str]) ->
     for header in (*HEADERS, "with DataFerry", "warm (last 75%)", "without cache", "extrapolated"):
         assert header in table
     assert f"{result.cached.requests:,}" in table
+    check_stats_table(result, table)
     # Progress off: stderr only says what is being prepared.
     assert "creating a SQLite database of 400 products" in capsys.readouterr().err
 
@@ -121,6 +140,7 @@ def test_request_budget_is_exact_and_baseline_optional() -> None:
     assert "requests/s" in table
     assert "without cache" not in table
     assert "extrapolated" not in table
+    check_stats_table(result, table)
 
 
 def test_demo_against_redis(redis_url: str) -> None:
@@ -130,6 +150,7 @@ def test_demo_against_redis(redis_url: str) -> None:
     check_cached_run(result)
     assert result.l2_name == f"RedisCache(url='{redis_url}')"
     assert f"L2 RedisCache(url='{redis_url}')" in out.getvalue()
+    check_stats_table(result, out.getvalue())
     # The demo leaves the shared server as it found it.
     with redis.Redis.from_url(redis_url) as client:
         assert client.keys("dataferry-demo-*") == []
@@ -289,3 +310,33 @@ def test_table_warns_about_l2_errors() -> None:
     }
     assert rows["latency p50"][2:] == ["1.0", "µs", "1.0", "µs"]  # µs, one decimal below 100
     assert rows["latency p99"][2:] == ["3,000", "µs", "3,000", "µs"]
+    # The counters follow, the errors among them.
+    assert table.endswith("\n" + str(run.stats))
+    assert re.search(r"^  distributed_errors +7$", table, re.MULTILINE)
+    assert re.search(r"^  decode_errors +0$", table, re.MULTILINE)
+
+
+def test_short_extrapolation_keeps_a_decimal() -> None:
+    cached = RunResult(
+        requests=3_000,
+        seconds=0.2,
+        database_queries=300,
+        p50=1e-6,
+        p95=1e-6,
+        p99=1e-6,
+        stats=Stats(memory_hits=2_700, memory_misses=300, factory_calls=300),
+    )
+    baseline = RunResult(
+        requests=1_400, seconds=0.2, database_queries=1_400, p50=2e-3, p95=3e-3, p99=4e-3
+    )
+    result = DemoResult(
+        config=DemoConfig(),
+        l1_size=5,
+        l2_name="SQLiteCache",
+        cached=cached,
+        warm=cached,
+        baseline=baseline,
+        distinct_keys=300,
+    )
+    # 3,000 requests at 7,000/s: ~0.4 s, not "~0 s".
+    assert "would take ~0.4 s instead of 0.2 s" in " ".join(result.table().split())

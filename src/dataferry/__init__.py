@@ -46,6 +46,7 @@ from dataferry._memory import EvictionPolicy, MemoryCache, MemoryStats, estimate
 from dataferry._options import NOT_GIVEN, Entry, EntryOptions, NotGiven
 from dataferry._resilience import Resilience
 from dataferry._sync._facade import DataFerry
+from dataferry._telemetry import Telemetry
 
 __version__ = "0.1.0"
 
@@ -91,6 +92,7 @@ __all__ = [
     "SerializationError",
     "Serializer",
     "Stats",
+    "Telemetry",
     "ZstdCompressor",
     "__version__",
     "estimate_size",

@@ -29,6 +29,7 @@ from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions, seconds
 from dataferry._resolve import Resolved, Resolver
 from dataferry._scopes import Floor, Scopes, TagIndex
+from dataferry._telemetry import CacheTelemetry
 
 __all__ = ["CLOSED_MEMORY", "DEFAULT", "MISS", "Core", "L1Meta", "Versions", "logger"]
 
@@ -57,6 +58,29 @@ class _ClosedMemory:
 
 
 CLOSED_MEMORY: Any = _ClosedMemory()
+
+
+class _NoTelemetry:
+    """What :meth:`Core.op` returns without telemetry: a context manager that does nothing."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _NoTelemetry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    @property
+    def outcome(self) -> None:
+        return None
+
+    @outcome.setter
+    def outcome(self, value: str) -> None:
+        pass
+
+
+NO_TELEMETRY: Any = _NoTelemetry()
 
 
 class Versions:
@@ -122,6 +146,7 @@ class Core:
         "resolver",
         "scopes",
         "tag_index",
+        "telemetry",
         "versions",
         "views",
     )
@@ -170,6 +195,8 @@ class Core:
         self.versions = Versions()
         self.scopes = Scopes(self.namespace)
         self.tag_index = TagIndex()
+        #: The cache's OpenTelemetry reporting (None: off); set by the facade.
+        self.telemetry: CacheTelemetry | None = None
         # Storage keys with a background refresh running (eager refresh, XFetch): one each.
         self.refreshing: set[str] = set()
         # A moving average of factory durations (seconds): XFetch's cost for entries that
@@ -216,6 +243,25 @@ class Core:
         memory = self.memory
         if memory is not None:
             self.tag_index.add(self.scopes.tag_names(tenant, tags), skey, memory)
+
+    @property
+    def hit_memory(self) -> Any:
+        """What the facades' L1-hit path reads: the L1, or a wrapper that traces each hit."""
+        telemetry = self.telemetry
+        memory = self.memory
+        if memory is None or telemetry is None or not telemetry.config.trace_memory_hits:
+            return memory
+        return telemetry.traced(memory)
+
+    def op(self, name: str, key: str | None = None, tenant: str | None = None) -> Any:
+        """A context manager around an operation that goes past L1 (span and duration)."""
+        telemetry = self.telemetry
+        return NO_TELEMETRY if telemetry is None else telemetry.operation(name, key, tenant)
+
+    def step(self, name: str, key: str | None = None) -> Any:
+        """A context manager around a part of an operation (factory, lock wait, publish)."""
+        telemetry = self.telemetry
+        return NO_TELEMETRY if telemetry is None else telemetry.step(name, key)
 
     def record_cost(self, seconds: float) -> None:
         """Fold one factory duration into the moving average of :attr:`cost`."""

@@ -10,7 +10,8 @@ more often than the rest (Zipf), the way a shop's product pages are read::
 
 Every database query is a real ``sqlite3`` query (in a worker thread) preceded by a simulated
 network round trip (``--db-latency-ms``), so the baseline run without the cache shows what a
-trip to the database costs. The table at the end compares the two runs.
+trip to the database costs. The table at the end compares the two runs; the cache's own
+counters (``str(cache.stats())``) follow it.
 """
 
 from __future__ import annotations
@@ -168,7 +169,10 @@ class DemoResult:
         return run.requests_per_second / self.baseline.requests_per_second
 
     def table(self) -> str:
-        """Return the results as a plain-text table with a few lines of explanation."""
+        """Return the results as a plain-text table with a few lines of explanation.
+
+        It ends with ``str(cache.stats())`` of the cached run: every counter of the cache.
+        """
         cfg, b = self.config, self.baseline
         runs = [self.cached, self.warm, *([b] if b is not None else [])]
 
@@ -220,7 +224,7 @@ class DemoResult:
                 f"Without the cache every request is a database query. The baseline ran for "
                 f"{b.seconds:.1f} s only ({b.requests:,} requests); extrapolated at its "
                 f"{b.requests_per_second:,.0f} requests/s, the cached run's {c.requests:,} "
-                f"requests would take ~{c.requests / b.requests_per_second:,.0f} s instead of "
+                f"requests would take ~{_s(c.requests / b.requests_per_second)} s instead of "
                 f"{c.seconds:.1f} s: {self.speedup:,.1f}x faster from a cold start, "
                 f"{self.warm_speedup:,.1f}x once warm."
             )
@@ -230,7 +234,14 @@ class DemoResult:
             )
         lines.append("")
         lines += (textwrap.fill(note, width=100) for note in notes)
+        # Every counter, zeros included: the errors rows show what did not go wrong, too.
+        lines += ["", "cache.stats() at the end of the cached run:", str(self.stats)]
         return "\n".join(lines)
+
+
+def _s(seconds: float) -> str:
+    # A short run extrapolates to under a second: "~0 s" would read as "no time at all".
+    return f"{seconds:,.1f}" if seconds < 10 else f"{seconds:,.0f}"
 
 
 def _us(seconds: float) -> str:

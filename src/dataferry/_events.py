@@ -218,6 +218,66 @@ class LatencyHistogram:
                 return bound
         return float("inf")  # pragma: no cover - the loop always returns
 
+    def __str__(self) -> str:
+        """One line: ``count 120, mean 0.42 ms, p50 <= 0.5 ms, p99 <= 2 ms``.
+
+        The quantiles are bucket upper bounds, hence the ``<=`` (``> 1000 ms`` past the last
+        bound); an empty histogram reads ``count 0, mean -, p50 -, p99 -``.
+        """
+        n = self.count
+        if not n:
+            return "count 0, mean -, p50 -, p99 -"
+        return (
+            f"count {n:,}, mean {_mean_ms(self.mean_ms)} ms, "
+            f"p50 {self._bucket(0.5)}, p99 {self._bucket(0.99)}"
+        )
+
+    def _bucket(self, q: float) -> str:
+        bound = self.quantile(q)
+        if bound == float("inf"):
+            return f"> {self.bounds[-1] if self.bounds else 0.0:g} ms"
+        return f"<= {bound:g} ms"
+
+
+def _mean_ms(ms: float) -> str:
+    # Three significant digits or so, never an exponent: 0.42, 12.3, 1,234.
+    if ms < 10:
+        return f"{ms:.2f}"
+    return f"{ms:.1f}" if ms < 100 else f"{ms:,.0f}"
+
+
+#: How ``str(Stats)`` groups the fields, in this order. A field missing here is still shown,
+#: under "other", so a new counter can't vanish from the table.
+_STATS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "L1 memory",
+        (
+            "memory_hits",
+            "memory_misses",
+            "memory_entries",
+            "memory_weight",
+            "memory_evictions_size",
+            "memory_evictions_expired",
+        ),
+    ),
+    ("L2 distributed", ("distributed_hits", "distributed_misses")),
+    ("factory", ("factory_calls", "factory_errors", "factory_timeouts")),
+    ("stampede / lock", ("stampede_joins", "lock_waits", "lock_timeouts")),
+    ("fail-safe / refresh", ("failsafe_activations", "refreshes")),
+    (
+        "resilience / recovery",
+        ("circuit_breaks", "recovery_pending", "recovery_replays", "recovery_drops"),
+    ),
+    (
+        "backplane",
+        ("backplane_sent", "backplane_messages", "backplane_dropped", "backplane_latency"),
+    ),
+    ("errors", ("distributed_errors", "decode_errors", "payload_too_large")),
+)
+
+#: Fields that hold a level at the time of the snapshot, not a running count since start.
+_LEVELS = frozenset({"memory_entries", "memory_weight", *GAUGES})
+
 
 @dataclass(frozen=True, slots=True)
 class Stats:
@@ -272,11 +332,59 @@ class Stats:
     @property
     def hit_ratio(self) -> float:
         """Fraction of lookups answered from L1 or L2 (0.0 when nothing was looked up)."""
+        requests = self._lookups()
+        return self.hits / requests if requests else 0.0
+
+    def _lookups(self) -> int:
         requests = self.memory_hits + self.memory_misses
         if requests == 0:  # no L1: every lookup went to L2
             requests = self.distributed_hits + self.distributed_misses
-        return self.hits / requests if requests else 0.0
+        return requests
 
     def as_dict(self) -> dict[str, int]:
         """Return the counters (and gauges) as a plain dict."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.type == "int"}
+
+    def __str__(self) -> str:
+        """Every counter and gauge as an aligned plain-text table, grouped by what it is about.
+
+        The first line gives the hit ratio; then one row per field, under a heading (L1
+        memory, L2 distributed, factory, ...), zeros included, so a reader scanning for
+        ``decode_errors`` finds it even when nothing went wrong. Rows marked ``(now)`` are
+        levels at the time of the snapshot, not counts since start. ``repr()`` stays the
+        dataclass's.
+        """
+        names = [f.name for f in fields(self)]
+        listed = {name for _, group in _STATS_GROUPS for name in group}
+        groups = [
+            (heading, [name for name in group if name in names]) for heading, group in _STATS_GROUPS
+        ]
+        others = [name for name in names if name not in listed]
+        if others:
+            groups.append(("other", others))
+        cells: dict[str, str] = {}
+        numbers: dict[str, str] = {}
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, int):
+                numbers[name] = f"{value:,}"
+            else:
+                cells[name] = str(value)
+        name_width = max(map(len, names))
+        number_width = max(map(len, numbers.values()), default=0)
+
+        lookups = self._lookups()
+        if lookups:
+            ratio = f"{self.hit_ratio:.1%} ({self.hits:,} hits of {lookups:,} lookups, L1 or L2)"
+        else:
+            ratio = "- (no lookups yet)"
+        lines = [f"DataFerry stats: hit ratio {ratio}"]
+        for heading, group in groups:
+            lines.append(heading)
+            for name in group:
+                if name in numbers:
+                    row = f"  {name:<{name_width}}  {numbers[name]:>{number_width}}"
+                    lines.append(row + ("  (now)" if name in _LEVELS else ""))
+                else:  # the latency histogram: one line of its own, from the number column
+                    lines.append(f"  {name:<{name_width}}  {cells[name]}")
+        return "\n".join(lines)

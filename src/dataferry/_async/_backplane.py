@@ -117,6 +117,8 @@ class AsyncBackplaneAccessor:
             core.distrust()
         latency = max(time.time_ns() // 1000 - message.sent_at, 0) / 1000.0
         core.events.observe_latency(latency)
+        if core.telemetry is not None:
+            core.telemetry.observe_latency(latency)
         core.events.emit(
             "backplane_messages", action=action.name.lower(), key=message.key, latency_ms=latency
         )
@@ -165,7 +167,8 @@ class AsyncBackplaneAccessor:
             version = core.versions.current()
         payload = encode_message(self.sender.value, action, skey, version)
         try:
-            await self._backplane.apublish(self._channel, payload)
+            with core.step("backplane.publish"):
+                await self._backplane.apublish(self._channel, payload)
         except DistributedCacheError as exc:
             self._failed(exc)
             return False
@@ -181,7 +184,8 @@ class AsyncBackplaneAccessor:
         payloads = [encode_message(sender, action, skey, version) for skey in skeys]
         assert self._many is not None
         try:
-            await self._many(self._channel, payloads)
+            with core.step("backplane.publish"):
+                await self._many(self._channel, payloads)
         except DistributedCacheError as exc:
             self._failed(exc)
             return False

@@ -110,6 +110,10 @@ class AsyncDistributedAccessor:
         """
         self._writer.on_written = callback
 
+    def breaker_state(self) -> str:
+        """The circuit breaker's state: ``closed``, ``half_open`` or ``open``."""
+        return str(self._breaker.state)
+
     @property
     def down(self) -> bool:
         """Whether the latest L2 call failed (until one succeeds): an outage is going on."""

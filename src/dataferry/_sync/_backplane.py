@@ -118,6 +118,8 @@ class BackplaneAccessor:
             core.distrust()
         latency = max(time.time_ns() // 1000 - message.sent_at, 0) / 1000.0
         core.events.observe_latency(latency)
+        if core.telemetry is not None:
+            core.telemetry.observe_latency(latency)
         core.events.emit(
             "backplane_messages", action=action.name.lower(), key=message.key, latency_ms=latency
         )
@@ -166,7 +168,8 @@ class BackplaneAccessor:
             version = core.versions.current()
         payload = encode_message(self.sender.value, action, skey, version)
         try:
-            self._backplane.publish(self._channel, payload)
+            with core.step("backplane.publish"):
+                self._backplane.publish(self._channel, payload)
         except DistributedCacheError as exc:
             self._failed(exc)
             return False
@@ -182,7 +185,8 @@ class BackplaneAccessor:
         payloads = [encode_message(sender, action, skey, version) for skey in skeys]
         assert self._many is not None
         try:
-            self._many(self._channel, payloads)
+            with core.step("backplane.publish"):
+                self._many(self._channel, payloads)
         except DistributedCacheError as exc:
             self._failed(exc)
             return False

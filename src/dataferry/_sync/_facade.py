@@ -31,6 +31,12 @@ from dataferry._resilience import DEFAULT_RESILIENCE, Resilience, check_resilien
 from dataferry._resolve import Resolved
 from dataferry._scopes import TAG_RETENTION, Floor
 from dataferry._synchronization import Runtime
+from dataferry._telemetry import (
+    DEFAULT_TELEMETRY,
+    CacheTelemetry,
+    Telemetry,
+    check_telemetry,
+)
 
 if TYPE_CHECKING:
     from dataferry._builder import Builder
@@ -83,6 +89,10 @@ class DataFerry:
         backplane: Keeps the L1s of a fleet coherent (:class:`RedisBackplane`): after each
             write, remove or expire, the other nodes of the namespace drop the key from their
             L1. One backplane per cache; the cache starts it now and closes it with itself.
+        telemetry: How the cache reports to OpenTelemetry (default: :class:`Telemetry` with
+            its defaults: metrics and spans to the global providers, no keys; ``None``: no
+            reporting at all). Nothing is reported for L1 hits but counters read when the
+            application's metric reader collects.
 
     L1 hands every caller the same object: treat cached values as immutable (or build the
     MemoryCache with ``copy_on_read=True``). ``None`` is a value and is cached.
@@ -127,6 +137,7 @@ class DataFerry:
         raise_distributed_errors: bool = False,
         resilience: Resilience | None = DEFAULT_RESILIENCE,
         backplane: Backplane | None = None,
+        telemetry: Telemetry | None = DEFAULT_TELEMETRY,
     ) -> None:
         if not isinstance(raise_distributed_errors, bool):
             raise ConfigurationError(
@@ -148,6 +159,11 @@ class DataFerry:
         for layer in layers:
             if not isinstance(layer, DistributedLayer):
                 raise ConfigurationError(f"{layer!r} is not a DistributedLayer")
+        config = check_telemetry(telemetry)
+        tel = None
+        if config is not None and (config.metrics or config.traces):
+            tel = core.telemetry = CacheTelemetry(config, core)
+            layers = (tel.layer(), *layers)  # inside the resilience policy: one per attempt
         if not isinstance(offload_sync_factories, bool):
             raise ConfigurationError(
                 f"offload_sync_factories must be a bool, got {offload_sync_factories!r}"
@@ -168,6 +184,8 @@ class DataFerry:
         self._bind(core, runtime, accessor, flights, None, bp)
         if accessor is not None:
             accessor.on_written(self._landed)
+            if tel is not None:
+                tel.breaker = accessor.breaker_state
         if bp is not None:
             bp.start()
 
@@ -190,7 +208,7 @@ class DataFerry:
         self._clear_names = core.scopes.clear_names(tenant)
         # Hot-path copy: an attribute load on self is cheaper than core.memory. A closed cache
         # swaps it for CLOSED_MEMORY, so L1 hits pay nothing for the closed check.
-        self._memory: Any = CLOSED_MEMORY if runtime.closed else core.memory
+        self._memory: Any = CLOSED_MEMORY if runtime.closed else core.hit_memory
         core.views.add(self)
 
     @classmethod
@@ -290,6 +308,8 @@ class DataFerry:
             self._l2.close()
         if self._bp is not None:
             self._bp.close()
+        if self._core.telemetry is not None:
+            self._core.telemetry.retire()
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -377,7 +397,8 @@ class DataFerry:
             if value is not MISS:
                 return value
         work = Compute(self, skey, factory, opts, tag_tuple, type, stale)
-        value = self._flights.run(skey, work)
+        with core.op("get_or_set", key, self._tenant):
+            value = self._flights.run(skey, work)
         return value if type is None else self._typed(value, type)
 
     def _l1_get(self, skey: str, type: Any) -> Any:
@@ -567,7 +588,10 @@ class DataFerry:
             value, _ = serve_refreshing(self, skey, opts, type, None, ())
             if value is not MISS:
                 return value
-        return self._read_l2(skey, opts, type)
+        with core.op("get", key, self._tenant) as op:
+            value = self._read_l2(skey, opts, type)
+            op.outcome = "miss" if value is MISS else "hit"
+        return value
 
     def exists(self, key: str, *, options: EntryOptions | None = None) -> bool:
         """Return whether ``key`` holds a fresh value in L1 or L2."""
@@ -603,20 +627,22 @@ class DataFerry:
             if l2 is None or opts.skip_distributed or not pairs:
                 return {}
             skeys = [skey for _, skey in pairs]
-            floor = self._floor()
-            blobs = l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
-            tagged: list[tuple[Any, float, tuple[str, ...]]] = []
-            values = core.fresh_values(
-                skeys, blobs, [k for k, _ in pairs], self._tenant, type, floor, tagged
-            )
-            for k, created_at, tags in tagged:
-                if self._tag_removed(tags, created_at):
-                    del values[k]
-                    core.unhit()
+            with core.op("get_many", None, self._tenant):
+                floor = self._floor()
+                blobs = l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
+                tagged: list[tuple[Any, float, tuple[str, ...]]] = []
+                values = core.fresh_values(
+                    skeys, blobs, [k for k, _ in pairs], self._tenant, type, floor, tagged
+                )
+                for k, created_at, tags in tagged:
+                    if self._tag_removed(tags, created_at):
+                        del values[k]
+                        core.unhit()
             return values
         found, missing = self._l1_get_many(pairs, opts, type)
         if missing:
-            hits = self._l2_get_many([skey for _, skey in missing], opts, type)
+            with core.op("get_many", None, self._tenant):
+                hits = self._l2_get_many([skey for _, skey in missing], opts, type)
             for k, skey in missing:
                 if skey in hits:
                     found[k] = hits[skey]
@@ -696,7 +722,8 @@ class DataFerry:
             def load(skeys: list[str]) -> dict[str, Any]:
                 return self._load_many(skeys, user_key, load_many, opts, tag_tuple)
 
-            results = self._flights.run_many(list(user_key), read, load)
+            with core.op("get_or_set_many", None, self._tenant):
+                results = self._flights.run_many(list(user_key), read, load)
             for skey, value in results.items():
                 found[user_key[skey]] = value if type is None else self._typed(value, type)
         return {k: found[k] for k, _ in pairs if k in found}
@@ -746,7 +773,9 @@ class DataFerry:
         core = self._core
         skey = core.storage_key(self._prefix, key)
         opts = core.resolve(ttl, options)
-        self._store(skey, value, opts, core.tags_of(tags), strict=True)
+        tag_tuple = core.tags_of(tags)
+        with core.op("set", key, self._tenant):
+            self._store(skey, value, opts, tag_tuple, strict=True)
 
     def _store(
         self,
@@ -862,7 +891,9 @@ class DataFerry:
         pairs = core.storage_keys(self._prefix, items.keys())
         opts = core.resolve(ttl, options)
         values = {skey: items[k] for k, skey in pairs}
-        self._store_many(values, opts, core.tags_of(tags), strict=True)
+        tag_tuple = core.tags_of(tags)
+        with core.op("set_many", None, self._tenant):
+            self._store_many(values, opts, tag_tuple, strict=True)
 
     def _store_many(
         self,
@@ -935,7 +966,9 @@ class DataFerry:
         self._runtime.check_open()
         core = self._core
         skey = core.storage_key(self._prefix, key)
-        self._delete([skey], core.resolve(None, options))
+        opts = core.resolve(None, options)
+        with core.op("remove", key, self._tenant):
+            self._delete([skey], opts)
 
     def remove_many(
         self, keys: Iterable[str], *, options: EntryOptions | None = None
@@ -944,7 +977,9 @@ class DataFerry:
         self._runtime.check_open()
         core = self._core
         pairs = core.storage_keys(self._prefix, keys)
-        self._delete([skey for _, skey in pairs], core.resolve(None, options))
+        opts = core.resolve(None, options)
+        with core.op("remove_many", None, self._tenant):
+            self._delete([skey for _, skey in pairs], opts)
 
     def _delete(self, skeys: list[str], opts: Resolved) -> None:
         core = self._core
@@ -1023,7 +1058,9 @@ class DataFerry:
         self._runtime.check_open()
         core = self._core
         (checked,) = core.tags_of((tag,))
-        remove_by_tag(self, checked, core.resolve(None, options))
+        opts = core.resolve(None, options)
+        with core.op("remove_by_tag", None, self._tenant):
+            remove_by_tag(self, checked, opts)
 
     def clear(self, *, erase: bool = False, options: EntryOptions | None = None) -> None:
         """Make every entry of this cache stale (a tenant view: of its tenant only), in O(1).
@@ -1046,7 +1083,10 @@ class DataFerry:
         self._runtime.check_open()
         if not isinstance(erase, bool):
             raise ConfigurationError(f"erase must be a bool, got {erase!r}")
-        clear(self, erase, self._core.resolve(None, options))
+        core = self._core
+        opts = core.resolve(None, options)
+        with core.op("clear", None, self._tenant):
+            clear(self, erase, opts)
 
     def expire(self, key: str, *, options: EntryOptions | None = None) -> None:
         """Mark ``key`` stale: readers miss, but L2 keeps it (for fail-safe) until its TTL ends.
@@ -1064,12 +1104,13 @@ class DataFerry:
             memory.remove(skey)
         if opts.skip_distributed:
             return
-        try:
-            self._expire_l2(skey, opts)
-        finally:
-            self._forget_l1([skey], opts)
-        if self._bp is not None:
-            self._bp.publish(Action.EXPIRE, (skey,))
+        with core.op("expire", key, self._tenant):
+            try:
+                self._expire_l2(skey, opts)
+            finally:
+                self._forget_l1([skey], opts)
+            if self._bp is not None:
+                self._bp.publish(Action.EXPIRE, (skey,))
 
     def _expire_l2(self, skey: str, opts: Resolved) -> None:
         """Rewrite the L2 entry of ``skey`` as stale (see :meth:`expire`)."""

@@ -111,6 +111,10 @@ class DistributedAccessor:
         """
         self._writer.on_written = callback
 
+    def breaker_state(self) -> str:
+        """The circuit breaker's state: ``closed``, ``half_open`` or ``open``."""
+        return str(self._breaker.state)
+
     @property
     def down(self) -> bool:
         """Whether the latest L2 call failed (until one succeeds): an outage is going on."""

@@ -315,6 +315,22 @@ class Compute:
         if self._refresh:
             return _HELD  # the holder is computing the next value: nothing to refresh here
         core.events.emit("lock_waits", key=skey)
+        with core.step("lock.wait") as step:
+            value = self._wait_for_holder(name, token, timeout)
+            if value is not MISS:
+                step.outcome = "value"  # the holder's, read from L2
+            else:
+                step.outcome = "locked" if self._lock is not None else "timeout"
+            return value
+
+    def _wait_for_holder(self, name: str, token: bytes, timeout: float) -> Any:
+        """Poll L2 for the value of the lock's holder (see :meth:`_wait_or_lock`)."""
+        cache = self._cache
+        l2 = cache._l2
+        assert l2 is not None
+        core = cache._core
+        opts = self._opts
+        skey = self._skey
         deadline = time.monotonic() + timeout
         pause = _POLL_FIRST
         while True:
@@ -374,7 +390,8 @@ class Compute:
         events.factory_calls += 1
         self._t0 = time.perf_counter()
         try:
-            result = cache._runtime.begin(self._factory)
+            with cache._core.step("factory"):
+                result = cache._runtime.begin(self._factory)
         except Exception as exc:
             events.factory_errors += 1
             try:
@@ -402,7 +419,8 @@ class Compute:
             if pending is _TIMED:
                 return self._timed()
             try:
-                result = pending
+                with self._cache._core.step("factory"):
+                    result = pending
             except Exception as exc:
                 self._cache._core.events.factory_errors += 1
                 return self._fall_back(exc, "factory_error")
@@ -426,7 +444,10 @@ class Compute:
         hard = opts.factory_hard_timeout
         limit = soft if hard is None else hard if soft is None else min(soft, hard)
         try:
-            result = run.wait(limit)
+            with cache._core.step("factory") as step:
+                result = run.wait(limit)
+                if result is TIMED_OUT:
+                    step.outcome = "timeout"
         except Exception as exc:
             events.factory_errors += 1
             return self._fall_back(exc, "factory_error")
