@@ -56,8 +56,31 @@ class _ClosedMemory:
     def get(self, key: str, default: Any = None) -> Any:
         raise CacheClosedError("this cache is closed; create a new one")
 
+    def get_entry(self, key: str) -> Any:
+        raise CacheClosedError("this cache is closed; create a new one")
+
 
 CLOSED_MEMORY: Any = _ClosedMemory()
+
+
+class _ReportingMemory:
+    """The L1 as the facades read it while something subscribes to hits and misses."""
+
+    __slots__ = ("_events", "_memory")
+
+    def __init__(self, memory: Any, events: CacheEvents) -> None:
+        self._memory = memory
+        self._events = events
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._memory.get(key, default)
+        self._events.notify("memory_misses" if value is default else "memory_hits", key=key)
+        return value
+
+    def get_entry(self, key: str) -> Any:
+        entry = self._memory.get_entry(key)
+        self._events.notify("memory_misses" if entry is None else "memory_hits", key=key)
+        return entry
 
 
 class _NoTelemetry:
@@ -134,6 +157,7 @@ class Core:
     """Components and defaults shared by one cache and all of its tenant views."""
 
     __slots__ = (
+        "_hot_lock",
         "codec",
         "cost",
         "events",
@@ -194,6 +218,7 @@ class Core:
         self.views: weakref.WeakSet[Any] = weakref.WeakSet()
         self.versions = Versions()
         self.scopes = Scopes(self.namespace)
+        self._hot_lock = threading.Lock()
         self.tag_index = TagIndex()
         #: The cache's OpenTelemetry reporting (None: off); set by the facade.
         self.telemetry: CacheTelemetry | None = None
@@ -246,12 +271,36 @@ class Core:
 
     @property
     def hit_memory(self) -> Any:
-        """What the facades' L1-hit path reads: the L1, or a wrapper that traces each hit."""
+        """What the facades' L1 lookups read: the L1, or wrappers that report each lookup.
+
+        Hits and misses are events only while something subscribes to them, and spans only
+        with ``Telemetry(trace_memory_hits=True)``: otherwise a hit pays for neither.
+        """
+        memory: Any = self.memory
+        if memory is None:
+            return None
+        if self.events.hot:
+            memory = _ReportingMemory(memory, self.events)
         telemetry = self.telemetry
-        memory = self.memory
-        if memory is None or telemetry is None or not telemetry.config.trace_memory_hits:
-            return memory
-        return telemetry.traced(memory)
+        if telemetry is not None and telemetry.config.trace_memory_hits:
+            memory = telemetry.traced(memory)
+        return memory
+
+    def listen_hot(self, delta: int) -> None:
+        """One more (``+1``) or one less (``-1``) subscriber to hits, misses and evictions."""
+        events = self.events
+        with self._hot_lock:
+            events.hot_listeners += delta
+            hot = events.hot = events.hot_listeners > 0
+            memory = self.memory
+            if memory is not None:
+                memory.on_evict = self._evicted if hot else None
+            for view in list(self.views):
+                view._rebind_memory()
+
+    def _evicted(self, keys: list[str]) -> None:
+        for key in keys:
+            self.events.notify("evictions", key=key)
 
     def op(self, name: str, key: str | None = None, tenant: str | None = None) -> Any:
         """A context manager around an operation that goes past L1 (span and duration)."""
@@ -427,12 +476,17 @@ class Core:
         floor: Floor | None = None,
     ) -> Any:
         """Return the decoded entry if ``data`` is fresh, else ``MISS``; counts L2 hit/miss."""
+        events = self.events
         if data is not None:
             dec = self.decode(skey, data, tenant, type, floor)
             if dec is not None and dec.logical_expiry > time.time():
-                self.events.distributed_hits += 1
+                events.distributed_hits += 1
+                if events.hot:
+                    events.notify("distributed_hits", key=skey)
                 return dec
-        self.events.distributed_misses += 1
+        events.distributed_misses += 1
+        if events.hot:
+            events.notify("distributed_misses", key=skey)
         return MISS
 
     def fresh_many(
@@ -462,8 +516,11 @@ class Core:
             self.events.emit("decode_errors", key=skey, error=error)
             logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, error)
         hits = len(found)
-        self.events.distributed_hits += hits
-        self.events.distributed_misses += len(skeys) - hits
+        events = self.events
+        events.distributed_hits += hits
+        events.distributed_misses += len(skeys) - hits
+        if events.hot:
+            self._report(skeys, {skey for skey, _, _ in found})
         return found
 
     def fresh_values(
@@ -496,12 +553,25 @@ class Core:
         for skey, error in failed:
             self.events.emit("decode_errors", key=skey, error=error)
             logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, error)
-        self.events.distributed_hits += hits
-        self.events.distributed_misses += len(skeys) - hits
+        events = self.events
+        events.distributed_hits += hits
+        events.distributed_misses += len(skeys) - hits
+        if events.hot:
+            found = {skey for skey, name in zip(skeys, keys, strict=True) if name in values}
+            self._report(skeys, found)
         return values
 
+    def _report(self, skeys: list[str], hits: set[str]) -> None:
+        # A batch's hits and misses, one event each (only while something subscribes).
+        notify = self.events.notify
+        for skey in skeys:
+            notify("distributed_hits" if skey in hits else "distributed_misses", key=skey)
+
     def unhit(self, count: int = 1) -> None:
-        """Count ``count`` L2 hits as misses after all (a tag removal made them stale)."""
+        """Count ``count`` L2 hits as misses after all (a tag removal made them stale).
+
+        (Subscribers were told of a hit already: a tag check needs the decoded entry.)
+        """
         events = self.events
         events.distributed_hits -= count
         events.distributed_misses += count

@@ -68,7 +68,17 @@ class CacheEvents:
     level) and never breaks the cache call that emitted the event.
     """
 
-    __slots__ = (*COUNTERS, *GAUGES, "_failed", "_latency", "_latency_sum", "_listeners", "_lock")
+    __slots__ = (
+        *COUNTERS,
+        *GAUGES,
+        "_failed",
+        "_latency",
+        "_latency_sum",
+        "_listeners",
+        "_lock",
+        "hot",
+        "hot_listeners",
+    )
 
     distributed_hits: int
     distributed_misses: int
@@ -99,6 +109,9 @@ class CacheEvents:
         self._lock = threading.Lock()
         self._latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
         self._latency_sum = 0.0
+        #: Whether hits, misses and evictions are reported one by one (someone listens).
+        self.hot = False
+        self.hot_listeners = 0
 
     def observe_latency(self, ms: float) -> None:
         """Count one backplane message received ``ms`` milliseconds after it was published."""

@@ -8,7 +8,7 @@ also a real program: ``python tests/typing/usage.py`` runs it on L1-only caches.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from dataferry import (
     MemoryCache,
     Stats,
 )
+from dataferry.events import FactoryError
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,11 @@ async def use_async(cache: AsyncDataFerry) -> None:
     assert_type(cache.tenant("acme"), AsyncDataFerry)
     assert_type(await cache.tenant("acme").get_or_set("user:1", aload), User)
     assert_type(cache.stats(), Stats)
+
+    def on_error(event: FactoryError) -> None:
+        assert_type(event.error, str)
+
+    assert_type(cache.on(FactoryError, on_error), Callable[[], None])
 
 
 async def build_async() -> AsyncDataFerry:

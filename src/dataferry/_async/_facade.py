@@ -36,6 +36,7 @@ from dataferry._telemetry import (
     Telemetry,
     check_telemetry,
 )
+from dataferry.events import BY_NAME, HOT, CacheEvent
 
 if TYPE_CHECKING:
     from dataferry._builder import Builder
@@ -44,6 +45,7 @@ __all__ = ["AsyncDataFerry"]
 
 T = TypeVar("T")
 D = TypeVar("D")
+E = TypeVar("E", bound=CacheEvent)
 
 _MiB = 1024 * 1024
 
@@ -272,6 +274,52 @@ class AsyncDataFerry:
         """
         return self._core.events.subscribe(listener)
 
+    def on(self, event: type[E], handler: Callable[[E], None]) -> Callable[[], None]:
+        """Call ``handler(e)`` for every event of type ``event``; return an unsubscribe function.
+
+        ``event`` is a class of :mod:`dataferry.events` (``CacheEvent``: every event). Like
+        :meth:`subscribe`, a handler runs where the event happens and can't break a cache
+        call. Subscribing to ``Hit``, ``Miss`` or ``Eviction`` (or ``CacheEvent``) turns on
+        their reporting, which every L1 lookup then pays for, until the last such handler
+        unsubscribes.
+
+        Raises:
+            ConfigurationError: ``event`` is not an event class, or ``handler`` not callable.
+
+        """
+        if not (isinstance(event, type) and issubclass(event, CacheEvent)):
+            raise ConfigurationError(f"event must be a class of dataferry.events, got {event!r}")
+        if not callable(handler):
+            raise ConfigurationError(f"handler must be callable, got {handler!r}")
+        names = {name for name, cls in BY_NAME.items() if issubclass(cls, event)}
+
+        def listener(name: str, attributes: dict[str, Any]) -> None:
+            if name in names:
+                handler(BY_NAME[name].build(name, attributes))  # type: ignore[arg-type]
+
+        core = self._core
+        unsubscribe = core.events.subscribe(listener)
+        hot = bool(names & HOT)
+        if hot:
+            core.listen_hot(+1)
+        done = False
+
+        def stop() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            unsubscribe()
+            if hot:
+                core.listen_hot(-1)
+
+        return stop
+
+    def _rebind_memory(self) -> None:
+        """Read L1 through what the core now wants (reporting turned on or off)."""
+        if not self._runtime.closed:
+            self._memory = self._core.hit_memory
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -428,7 +476,7 @@ class AsyncDataFerry:
 
     def _l1_get(self, skey: str, type: Any) -> Any:
         """The L1 value of ``skey`` (as ``type`` when given), or MISS."""
-        memory = self._core.memory
+        memory = self._memory  # with hit/miss reporting and spans, when they are on
         if memory is None:
             return MISS
         if type is None:
@@ -764,11 +812,12 @@ class AsyncDataFerry:
         """The batch flight's second phase: one ``load_many`` call, its values stored."""
         core = self._core
         wanted = [user_key[s] for s in skeys]
-        core.events.factory_calls += 1
+        core.events.emit("factory_calls", key=None)
         try:
-            loaded = await self._runtime.call(lambda: load_many(wanted))
-        except Exception:
-            core.events.factory_errors += 1
+            with core.step("factory"):
+                loaded = await self._runtime.call(lambda: load_many(wanted))
+        except Exception as exc:
+            core.events.emit("factory_errors", key=None, error=type(exc).__name__)
             raise
         if not isinstance(loaded, Mapping):
             raise ConfigurationError(

@@ -386,13 +386,13 @@ class AsyncCompute:
             return _TIMED
         cache = self._cache
         events = cache._core.events
-        events.factory_calls += 1
+        events.emit("factory_calls", key=self._skey)
         self._t0 = time.perf_counter()
         try:
             with cache._core.step("factory"):
                 result = cache._runtime.begin(self._factory)
         except Exception as exc:
-            events.factory_errors += 1
+            events.emit("factory_errors", key=self._skey, error=type(exc).__name__)
             try:
                 return self._fall_back(exc, "factory_error"), None
             except BaseException:
@@ -421,7 +421,9 @@ class AsyncCompute:
                 with self._cache._core.step("factory"):
                     result = await pending
             except Exception as exc:
-                self._cache._core.events.factory_errors += 1
+                self._cache._core.events.emit(
+                    "factory_errors", key=self._skey, error=type(exc).__name__
+                )
                 return self._fall_back(exc, "factory_error")
             value, staged = self._stage(result)
             await self._cache._commit(staged)
@@ -436,7 +438,7 @@ class AsyncCompute:
         cache = self._cache
         opts = self._opts
         events = cache._core.events
-        events.factory_calls += 1
+        events.emit("factory_calls", key=self._skey)
         self._t0 = time.perf_counter()
         run = cache._runtime.start(self._factory)
         soft = opts.factory_soft_timeout if self.stale is not None else None
@@ -448,7 +450,7 @@ class AsyncCompute:
                 if result is TIMED_OUT:
                     step.outcome = "timeout"
         except Exception as exc:
-            events.factory_errors += 1
+            events.emit("factory_errors", key=self._skey, error=type(exc).__name__)
             return self._fall_back(exc, "factory_error")
         if result is TIMED_OUT:
             events.factory_timeouts += 1
@@ -470,7 +472,9 @@ class AsyncCompute:
             try:
                 result = await run.wait(None)
             except Exception as exc:
-                self._cache._core.events.factory_errors += 1
+                self._cache._core.events.emit(
+                    "factory_errors", key=self._skey, error=type(exc).__name__
+                )
                 logger.warning("factory of %r failed after its timeout: %r", self._skey, exc)
                 return
             _, staged = self._stage(result)

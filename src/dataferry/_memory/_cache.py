@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import logging
 import math
 import sys
 import threading
@@ -60,6 +61,8 @@ _WHEEL_FLOOR = 256
 _POLICY_NAMES = ("lfu", "lru", "tinylfu", "ttl")
 
 #: ``weigher(key, value) -> int``: an entry's weight, counted against ``max_bytes``.
+logger = logging.getLogger("dataferry")
+
 Weigher = Callable[[str, Any], int]
 # What the write path calls: (key, value, meta, size_hint) -> weight, already checked.
 _EntryWeigher = Callable[[str, Any, object, int | None], int]
@@ -260,6 +263,7 @@ class MemoryCache:
         "_wheel_limit",
         "_width",
         "_width_ttl",
+        "on_evict",
     )
 
     def __init__(
@@ -362,6 +366,9 @@ class MemoryCache:
         self._misses = 0
         self._evictions_size = 0
         self._evictions_expired = 0
+        #: Called (outside the lock) with the keys a write evicted or turned away to stay
+        #: within the size limits; None (the default) costs the write path nothing.
+        self.on_evict: Callable[[list[str]], None] | None = None
         # The same cache with a hit path made for how it records hits (see "hit paths" at the
         # end of this module); copy_on_read and users' subclasses keep the generic one.
         if type(self) is MemoryCache and not copy_on_read:
@@ -545,67 +552,85 @@ class MemoryCache:
         weigh = self._weigh
         weight = 1 if weigh is None else weigh(key, value, meta, size_hint)
         entry = (value, deadline, meta)
-        with self._lock:
-            # Amortised upkeep first (inlined: this is the write path).
-            if len(self._reads) >= _DRAIN_BATCH:
-                self._drain_reads()
-            dues = self._dues
-            if dues and dues[0] <= now:
-                self._expire_due(now, _EXPIRE_BATCH)
-            data, weights, policy = self._data, self._weights, self._policy
-            old = data.get(key)
-            old_weight = 0 if old is None else 1 if weights is None else weights[key]
-            if weight > self._weight_limit:
-                # Heavier than the whole budget: never admitted, and the old value goes too.
-                if old is not None:
-                    self._forget(key)
-                    policy.record_remove(key)
-                    self._weight -= old_weight
-                self._evictions_size += 1
-                return
-            # Make room before the entry becomes visible, so lock-free readers never see the
-            # cache over its limits.
-            count = len(data) + (old is None)
-            total = self._weight + weight - old_weight
-            due = deadline if keep is None else keep
-            policy.record_insert(key, weight if self._policy_weighs else 1, due)
-            admitted = True
-            while count > self._entry_limit or total > self._weight_limit:
-                victim = policy.select_victim()
-                if victim == key:  # the policy turned the new entry away
-                    admitted = False
-                    total -= weight
+        evicted: list[str] | None = None if self.on_evict is None else []
+        try:
+            with self._lock:
+                # Amortised upkeep first (inlined: this is the write path).
+                if len(self._reads) >= _DRAIN_BATCH:
+                    self._drain_reads()
+                dues = self._dues
+                if dues and dues[0] <= now:
+                    self._expire_due(now, _EXPIRE_BATCH)
+                data, weights, policy = self._data, self._weights, self._policy
+                old = data.get(key)
+                old_weight = 0 if old is None else 1 if weights is None else weights[key]
+                if weight > self._weight_limit:
+                    # Heavier than the whole budget: never admitted, and the old value goes too.
                     if old is not None:
                         self._forget(key)
-                else:
-                    if data.pop(victim, None) is None:
-                        raise ConfigurationError(
-                            f"eviction policy {self._policy_name} chose a key the cache "
-                            "does not hold"
-                        )
-                    total -= 1 if weights is None else weights.pop(victim)
-                count -= 1
-                self._evictions_size += 1
-            self._weight = total
-            if admitted:
-                data[key] = entry
-                if weights is not None:
-                    weights[key] = weight
-                stale = self._stale
-                if keep is not None:
-                    stale[key] = keep
-                elif stale and key in stale:
-                    del stale[key]
-                if due != _NEVER:
-                    if due == self._bucket_deadline:
-                        # Writes come in runs with the same deadline (see _GRID): the last
-                        # write's bucket, without working it out again.
-                        self._last_bucket.append(key)
-                        self._wheel_items += 1
-                        if self._wheel_items > self._wheel_limit:
-                            self._compact_wheel()
+                        policy.record_remove(key)
+                        self._weight -= old_weight
+                    self._evictions_size += 1
+                    if evicted is not None:
+                        evicted.append(key)
+                    return
+                # Make room before the entry becomes visible, so lock-free readers never see the
+                # cache over its limits.
+                count = len(data) + (old is None)
+                total = self._weight + weight - old_weight
+                due = deadline if keep is None else keep
+                policy.record_insert(key, weight if self._policy_weighs else 1, due)
+                admitted = True
+                while count > self._entry_limit or total > self._weight_limit:
+                    victim = policy.select_victim()
+                    if evicted is not None:
+                        evicted.append(victim)
+                    if victim == key:  # the policy turned the new entry away
+                        admitted = False
+                        total -= weight
+                        if old is not None:
+                            self._forget(key)
                     else:
-                        self._schedule(key, due, ttl)  # type: ignore[arg-type]
+                        if data.pop(victim, None) is None:
+                            raise ConfigurationError(
+                                f"eviction policy {self._policy_name} chose a key the cache "
+                                "does not hold"
+                            )
+                        total -= 1 if weights is None else weights.pop(victim)
+                    count -= 1
+                    self._evictions_size += 1
+                self._weight = total
+                if admitted:
+                    data[key] = entry
+                    if weights is not None:
+                        weights[key] = weight
+                    stale = self._stale
+                    if keep is not None:
+                        stale[key] = keep
+                    elif stale and key in stale:
+                        del stale[key]
+                    if due != _NEVER:
+                        if due == self._bucket_deadline:
+                            # Writes come in runs with the same deadline (see _GRID): the last
+                            # write's bucket, without working it out again.
+                            self._last_bucket.append(key)
+                            self._wheel_items += 1
+                            if self._wheel_items > self._wheel_limit:
+                                self._compact_wheel()
+                        else:
+                            self._schedule(key, due, ttl)  # type: ignore[arg-type]
+        finally:
+            if evicted:
+                self._told(evicted)
+
+    def _told(self, keys: list[str]) -> None:
+        # Outside the lock: the listener may call back into this cache.
+        listener = self.on_evict
+        if listener is not None:
+            try:
+                listener(keys)
+            except Exception:
+                logger.exception("an eviction listener raised; the write went on")
 
     def remove(self, key: str) -> bool:
         """Remove ``key``; return whether it held a value that had not expired."""

@@ -387,13 +387,13 @@ class Compute:
             return _TIMED
         cache = self._cache
         events = cache._core.events
-        events.factory_calls += 1
+        events.emit("factory_calls", key=self._skey)
         self._t0 = time.perf_counter()
         try:
             with cache._core.step("factory"):
                 result = cache._runtime.begin(self._factory)
         except Exception as exc:
-            events.factory_errors += 1
+            events.emit("factory_errors", key=self._skey, error=type(exc).__name__)
             try:
                 return self._fall_back(exc, "factory_error"), None
             except BaseException:
@@ -422,7 +422,9 @@ class Compute:
                 with self._cache._core.step("factory"):
                     result = pending
             except Exception as exc:
-                self._cache._core.events.factory_errors += 1
+                self._cache._core.events.emit(
+                    "factory_errors", key=self._skey, error=type(exc).__name__
+                )
                 return self._fall_back(exc, "factory_error")
             value, staged = self._stage(result)
             self._cache._commit(staged)
@@ -437,7 +439,7 @@ class Compute:
         cache = self._cache
         opts = self._opts
         events = cache._core.events
-        events.factory_calls += 1
+        events.emit("factory_calls", key=self._skey)
         self._t0 = time.perf_counter()
         run = cache._runtime.start(self._factory)
         soft = opts.factory_soft_timeout if self.stale is not None else None
@@ -449,7 +451,7 @@ class Compute:
                 if result is TIMED_OUT:
                     step.outcome = "timeout"
         except Exception as exc:
-            events.factory_errors += 1
+            events.emit("factory_errors", key=self._skey, error=type(exc).__name__)
             return self._fall_back(exc, "factory_error")
         if result is TIMED_OUT:
             events.factory_timeouts += 1
@@ -471,7 +473,9 @@ class Compute:
             try:
                 result = run.wait(None)
             except Exception as exc:
-                self._cache._core.events.factory_errors += 1
+                self._cache._core.events.emit(
+                    "factory_errors", key=self._skey, error=type(exc).__name__
+                )
                 logger.warning("factory of %r failed after its timeout: %r", self._skey, exc)
                 return
             _, staged = self._stage(result)
