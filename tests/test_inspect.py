@@ -297,18 +297,32 @@ def test_undecodable_payload_never_leaks_its_bytes(
         assert "SECRET" not in out + err
 
 
-def test_the_caches_decode_warning_names_the_key_never_the_value(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("record_keys", [False, True])
+def test_the_caches_decode_warning_never_names_the_value(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, record_keys: bool
 ) -> None:
     path = str(tmp_path / "l2.sqlite")
     plant(path, "shop:k:card", b'{"card": "4111-SECRET-1111", oops')
-    cache = df.DataFerry(distributed=df.SQLiteCache(path), namespace="shop")
+    cache = df.DataFerry(
+        distributed=df.SQLiteCache(path),
+        namespace="shop",
+        telemetry=df.Telemetry(record_keys=record_keys),
+    )
     with caplog.at_level(logging.WARNING, logger="dataferry"):
-        assert cache.get("card", default="miss") == "miss"
+        for _ in range(3):  # repeats within a minute are counted, not logged
+            assert cache.get("card", default="miss") == "miss"
     cache.close()
-    warnings = [r.getMessage() for r in caplog.records if "undecodable" in r.getMessage()]
+    warnings = [r for r in caplog.records if "undecodable" in r.getMessage()]
     assert len(warnings) == 1
-    assert "shop:k:card" in warnings[0]
+    assert cache.stats().decode_errors == 3
+    message = warnings[0].getMessage()
+    # The key only when asked for (it may be personal data); else a stable short hash of it.
+    assert ("shop:k:card" in message) is record_keys
+    assert warnings[0].dataferry_event == "decode_error"
+    assert warnings[0].dataferry_namespace == "shop"
+    if not record_keys:
+        assert warnings[0].dataferry_key.startswith("key#")
+        assert warnings[0].dataferry_key in message
     assert "SECRET" not in caplog.text
 
 

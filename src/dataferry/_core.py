@@ -25,6 +25,7 @@ from dataferry._errors import (
 from dataferry._events import CacheEvents, Stats
 from dataferry._freshness import L1Meta
 from dataferry._keys import check_key, check_namespace, check_tenant, key_prefix
+from dataferry._logging import KeyLog
 from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions, seconds
 from dataferry._resolve import Resolved, Resolver
@@ -163,6 +164,7 @@ class Core:
         "events",
         "join_timeout",
         "l2",
+        "log",
         "max_payload_bytes",
         "memory",
         "namespace",
@@ -219,6 +221,7 @@ class Core:
         self.versions = Versions()
         self.scopes = Scopes(self.namespace)
         self._hot_lock = threading.Lock()
+        self.log = KeyLog(self.namespace)
         self.tag_index = TagIndex()
         #: The cache's OpenTelemetry reporting (None: off); set by the facade.
         self.telemetry: CacheTelemetry | None = None
@@ -441,7 +444,7 @@ class Core:
             if strict:
                 raise
             self.events.payload_too_large += 1
-            logger.warning("entry %r not stored: %s", skey, exc)
+            self.log.warn("payload_too_large", "entry {key} not stored: %s", exc, key=skey)
             return None
         return data
 
@@ -463,9 +466,14 @@ class Core:
         try:
             return codec.decode(data, key=skey, tenant=floor.kdf, type=type)
         except DecodeError as exc:
-            self.events.emit("decode_errors", key=skey, error=str(exc))
-            logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, exc)
+            self._undecodable(skey, str(exc))
             return None
+
+    def _undecodable(self, skey: str, error: str) -> None:
+        self.events.emit("decode_errors", key=skey, error=error)
+        self.log.warn(
+            "decode_error", "undecodable L2 entry {key} treated as a miss: %s", error, key=skey
+        )
 
     def fresh(
         self,
@@ -513,8 +521,7 @@ class Core:
             created_after=floor.at,
         )
         for skey, error in failed:
-            self.events.emit("decode_errors", key=skey, error=error)
-            logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, error)
+            self._undecodable(skey, error)
         hits = len(found)
         events = self.events
         events.distributed_hits += hits
@@ -551,8 +558,7 @@ class Core:
             tagged=tagged,
         )
         for skey, error in failed:
-            self.events.emit("decode_errors", key=skey, error=error)
-            logger.warning("undecodable L2 entry %r treated as a miss: %s", skey, error)
+            self._undecodable(skey, error)
         events = self.events
         events.distributed_hits += hits
         events.distributed_misses += len(skeys) - hits

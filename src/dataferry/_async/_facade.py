@@ -162,6 +162,7 @@ class AsyncDataFerry:
                 raise ConfigurationError(f"{layer!r} is not a DistributedLayer")
         config = check_telemetry(telemetry)
         tel = None
+        core.log.show_keys = config is not None and config.record_keys
         if config is not None and (config.metrics or config.traces):
             tel = core.telemetry = CacheTelemetry(config, core)
             layers = (tel.layer(), *layers)  # inside the resilience policy: one per attempt

@@ -161,7 +161,9 @@ def _refresh(
     except Exception as exc:
         # The old value stays (fresh until its expiry), so a failing factory isn't called
         # again on every read until then.
-        logger.warning("background refresh of %r failed: %r", skey, exc)
+        core.log.warn(
+            "refresh_failed", "background refresh of {key} failed: %s", type(exc).__name__, key=skey
+        )
         _keep_until_expiry(cache, skey, opts)
     finally:
         core.refreshing.discard(skey)
@@ -337,10 +339,11 @@ class Compute:
             left = deadline - time.monotonic()
             if left <= 0:
                 core.events.emit("lock_timeouts", key=skey)
-                logger.warning(
-                    "waited %.1f s for the distributed lock of %r; running the factory",
+                core.log.warn(
+                    "lock_timeout",
+                    "waited %.1f s for the distributed lock of {key}; running the factory",
                     timeout,
-                    skey,
+                    key=skey,
                 )
                 return MISS
             cache._runtime.sleep(min(pause, left))
@@ -476,7 +479,12 @@ class Compute:
                 self._cache._core.events.emit(
                     "factory_errors", key=self._skey, error=type(exc).__name__
                 )
-                logger.warning("factory of %r failed after its timeout: %r", self._skey, exc)
+                self._cache._core.log.warn(
+                    "factory_error",
+                    "the factory of {key} failed after its timeout: %s",
+                    type(exc).__name__,
+                    key=self._skey,
+                )
                 return
             _, staged = self._stage(result)
             self._cache._commit(staged)
@@ -491,7 +499,9 @@ class Compute:
         cache = self._cache
         core = cache._core
         core.events.emit("failsafe_activations", key=self._skey, reason=reason)
-        logger.warning("serving a stale value of %r (fail-safe: %s)", self._skey, reason)
+        core.log.warn(
+            "failsafe", "serving a stale value of {key} (fail-safe: %s)", reason, key=self._skey
+        )
         memory = core.memory
         opts = self._opts
         if memory is not None and not opts.skip_memory and not cache._runtime.closed:
