@@ -124,6 +124,31 @@ def test_builder_options(tmp_path: Path) -> None:
             cache.set("big", os.urandom(20_000).hex())
 
 
+def test_builder_telemetry_and_backplane(redis_url: str) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tracer = TracerProvider()
+    tracer.add_span_processor(SimpleSpanProcessor(exporter))
+    cache = (
+        df.DataFerry.builder()
+        .with_redis(redis_url)
+        .with_namespace("built")
+        .with_backplane(df.RedisBackplane.from_url(redis_url))
+        .with_telemetry(df.Telemetry(tracer_provider=tracer))
+        .build()
+    )
+    with cache:
+        cache.set("k", 1)
+        assert cache.stats().backplane_sent == 1
+    assert "dataferry.set" in [span.name for span in exporter.get_finished_spans()]
+    quiet = df.DataFerry.builder().with_telemetry(None).build()
+    with quiet:
+        quiet.set("k", 1)
+
+
 def test_builder_with_redis_url_and_client(redis_url: str) -> None:
     import redis
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from dataferry._backends import DistributedCache
+from dataferry._backends import Backplane, DistributedCache
 from dataferry._codec import (
     AesGcmEncryptor,
     Codec,
@@ -22,6 +22,7 @@ from dataferry._memory import MemoryCache
 from dataferry._options import EntryOptions
 from dataferry._resilience import Resilience
 from dataferry._resolve import DEFAULT_FAIL_SAFE_MAX
+from dataferry._telemetry import Telemetry
 
 __all__ = ["Builder"]
 
@@ -81,6 +82,16 @@ class Builder(Generic[C]):
     def with_resilience(self, resilience: Resilience | None) -> Builder[C]:
         """Use these L2 timeouts, retries, breaker and recovery (``None``: none of them)."""
         self._kwargs["resilience"] = resilience
+        return self
+
+    def with_telemetry(self, telemetry: Telemetry | None) -> Builder[C]:
+        """Report to OpenTelemetry as ``telemetry`` says (``None``: not at all)."""
+        self._kwargs["telemetry"] = telemetry
+        return self
+
+    def with_backplane(self, backplane: Backplane) -> Builder[C]:
+        """Keep the L1s of a fleet coherent through ``backplane`` (a RedisBackplane)."""
+        self._kwargs["backplane"] = backplane
         return self
 
     def with_fail_safe(
