@@ -483,19 +483,29 @@ class Core:
         type: Any,
         floor: Floor | None = None,
     ) -> Any:
-        """Return the decoded entry if ``data`` is fresh, else ``MISS``; counts L2 hit/miss."""
-        events = self.events
+        """Return the decoded entry if ``data`` is fresh, else ``MISS``; counts L2 hit/miss.
+
+        An entry with tags is not counted yet: the caller checks its tags, then calls
+        :meth:`counted`.
+        """
         if data is not None:
             dec = self.decode(skey, data, tenant, type, floor)
             if dec is not None and dec.logical_expiry > time.time():
-                events.distributed_hits += 1
-                if events.hot:
-                    events.notify("distributed_hits", key=skey)
+                if not dec.tags:
+                    self.counted(skey, True)
                 return dec
-        events.distributed_misses += 1
-        if events.hot:
-            events.notify("distributed_misses", key=skey)
+        self.counted(skey, False)
         return MISS
+
+    def counted(self, skey: str, hit: bool) -> None:
+        """Count one L2 lookup of ``skey`` as a hit or a miss (and tell subscribers)."""
+        events = self.events
+        if hit:
+            events.distributed_hits += 1
+        else:
+            events.distributed_misses += 1
+        if events.hot:
+            events.notify("distributed_hits" if hit else "distributed_misses", key=skey)
 
     def fresh_many(
         self,
@@ -522,12 +532,13 @@ class Core:
         )
         for skey, error in failed:
             self._undecodable(skey, error)
-        hits = len(found)
+        # Entries with tags are counted by the caller once their tags are checked.
+        hits = {skey for skey, dec, _ in found if not dec.tags}
         events = self.events
-        events.distributed_hits += hits
-        events.distributed_misses += len(skeys) - hits
+        events.distributed_hits += len(hits)
+        events.distributed_misses += len(skeys) - len(found)
         if events.hot:
-            self._report(skeys, {skey for skey, _, _ in found})
+            self._report(skeys, hits, {skey for skey, dec, _ in found if dec.tags})
         return found
 
     def fresh_values(
@@ -560,27 +571,23 @@ class Core:
         for skey, error in failed:
             self._undecodable(skey, error)
         events = self.events
-        events.distributed_hits += hits
+        later = len(tagged) if tagged is not None else 0  # counted by the caller (tags)
+        events.distributed_hits += hits - later
         events.distributed_misses += len(skeys) - hits
         if events.hot:
-            found = {skey for skey, name in zip(skeys, keys, strict=True) if name in values}
-            self._report(skeys, found)
+            names = {name for name, _, _ in tagged or ()}
+            found = {s for s, name in zip(skeys, keys, strict=True) if name in values}
+            pending = {s for s, name in zip(skeys, keys, strict=True) if name in names}
+            self._report(skeys, found - pending, pending)
         return values
 
-    def _report(self, skeys: list[str], hits: set[str]) -> None:
-        # A batch's hits and misses, one event each (only while something subscribes).
+    def _report(self, skeys: list[str], hits: set[str], later: set[str]) -> None:
+        # A batch's hits and misses, one event each (only while something subscribes);
+        # ``later``: entries with tags, reported by the caller once they are checked.
         notify = self.events.notify
         for skey in skeys:
-            notify("distributed_hits" if skey in hits else "distributed_misses", key=skey)
-
-    def unhit(self, count: int = 1) -> None:
-        """Count ``count`` L2 hits as misses after all (a tag removal made them stale).
-
-        (Subscribers were told of a hit already: a tag check needs the decoded entry.)
-        """
-        events = self.events
-        events.distributed_hits -= count
-        events.distributed_misses += count
+            if skey not in later:
+                notify("distributed_hits" if skey in hits else "distributed_misses", key=skey)
 
     # -- stats --------------------------------------------------------------------------------
 

@@ -296,6 +296,10 @@ class AsyncRuntime:
             result = await result
         return result
 
+    def inline(self, fn: Callable[[], Any]) -> bool:
+        """Whether :meth:`begin` runs ``fn`` to its end here (not a coroutine, not offloaded)."""
+        return not _is_async_callable(fn) and not self.offload
+
     def begin(self, fn: Callable[[], Any]) -> Any:
         """Start a factory: its result, or an awaitable of it for the caller to drive.
 
@@ -405,6 +409,11 @@ class Runtime:
     def spawn(self, fn: Callable[..., Any], /, *args: Any) -> None:
         """Call ``fn(*args)`` in this thread: sync work has no background to go to."""
         fn(*args)
+
+    @staticmethod
+    def inline(fn: Callable[[], Any]) -> bool:
+        """Sync code runs every factory here and now."""
+        return True
 
     def begin(self, fn: Callable[[], Any]) -> Any:
         """Call a factory (sync code has nothing to hand over): its result."""

@@ -68,6 +68,27 @@ COUNTER_NAMES: Final = {
 }
 assert set(COUNTER_NAMES) | {"distributed_hits", "distributed_misses"} == set(COUNTERS)
 
+#: Upper bounds (seconds) of the buckets of ``dataferry.operation.duration``: an L2 round trip
+#: is ~0.1-1 ms, a factory or a timed-out call up to seconds.
+DURATION_BOUNDS_S: Final = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
 #: The circuit breaker's state as the ``dataferry.circuit.state`` gauge reports it.
 CIRCUIT_STATES: Final = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -81,8 +102,9 @@ class Telemetry:
         tracer_provider: Where spans go (default: the global one).
         metrics: Report metrics.
         traces: Record spans.
-        record_keys: Put the cache key on spans (``dataferry.key``). Off by default: keys may
-            be personal data (``user:alice@example.com``).
+        record_keys: Put the cache key on spans (``dataferry.key``) and in log messages. Off
+            by default: keys may be personal data (``user:alice@example.com``); messages then
+            name a key by a short hash of it.
         trace_memory_hits: Record a span for L1 hits too. Off by default: an L1 hit costs
             about 100 ns, a span (with an SDK) several microseconds.
         tenant_attribute: Put the tenant id on spans and the operation histogram
@@ -164,6 +186,9 @@ class _Instruments:
             unit="s",
             description="Duration of cache operations that go past L1, of L2 calls and of "
             "factory calls (attribute operation)",
+            # The SDK's default buckets (0, 5, 10, ... 10000) suit milliseconds: in seconds
+            # every cache operation would fall in the first one.
+            explicit_bucket_boundaries_advisory=list(DURATION_BOUNDS_S),
         )
         self.latency = meter.create_histogram(
             "dataferry.backplane.latency",
@@ -183,6 +208,12 @@ class _Instruments:
             unit="{miss}",
             description="Lookups not answered from L1 (level=memory) or L2 (level=distributed)",
         )
+        meter.create_observable_counter(
+            "dataferry.memory.evictions",
+            callbacks=[lambda options: self._observe(("evictions", ""))],
+            unit="{entry}",
+            description="Entries L1 dropped: reason=size (limits) or expired",
+        )
         for counter, name in COUNTER_NAMES.items():
             meter.create_observable_counter(
                 name,
@@ -192,25 +223,25 @@ class _Instruments:
             )
         meter.create_observable_gauge(
             "dataferry.memory.entries",
-            callbacks=[self._gauge(lambda t: t.memory_stat("entries"))],
+            callbacks=[self._gauge(lambda t: t.memory_stat("entries"), sum)],
             unit="{entry}",
             description="Entries held in L1",
         )
         meter.create_observable_gauge(
             "dataferry.memory.weight",
-            callbacks=[self._gauge(lambda t: t.memory_stat("weight"))],
+            callbacks=[self._gauge(lambda t: t.memory_stat("weight"), sum)],
             unit="1",
             description="Weight held in L1 (entries, or bytes with a weigher)",
         )
         meter.create_observable_gauge(
             "dataferry.recovery.pending",
-            callbacks=[self._gauge(lambda t: t.core.events.recovery_pending)],
+            callbacks=[self._gauge(lambda t: t.core.events.recovery_pending, sum)],
             unit="{operation}",
             description="L2 writes queued (background, or waiting for auto-recovery)",
         )
         meter.create_observable_gauge(
             "dataferry.circuit.state",
-            callbacks=[self._gauge(lambda t: t.circuit_state())],
+            callbacks=[self._gauge(lambda t: t.circuit_state(), max)],
             unit="1",
             description="L2 circuit breaker: 0 closed, 1 half-open, 2 open",
         )
@@ -244,12 +275,23 @@ class _Instruments:
         return lambda options: self._observe(("counter", counter))
 
     def _gauge(
-        self, read: Callable[[CacheTelemetry], float]
+        self,
+        read: Callable[[CacheTelemetry], float],
+        combine: Callable[[list[float]], float],
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        # Caches of one namespace report one point, ``combine`` of their values (sum of
+        # entries, the worst circuit state): an observable gauge keeps only the last of
+        # several observations with the same attributes, so one per cache would drop some.
         def callback(options: CallbackOptions) -> Iterable[Observation]:
             with self._lock:
                 live = list(self.caches)
-            return [Observation(read(cache), cache.base) for cache in live]
+            per_namespace: dict[str, list[float]] = {}
+            for cache in live:
+                per_namespace.setdefault(cache.namespace, []).append(read(cache))
+            return [
+                Observation(combine(values), {"dataferry.namespace": namespace})
+                for namespace, values in per_namespace.items()
+            ]
 
         return callback
 
@@ -312,6 +354,12 @@ class CacheTelemetry:
             yield base, int(getattr(events, name))
             return
         memory = self.core.memory
+        if kind == "evictions":
+            if memory is not None:
+                stats = memory.stats()
+                yield (*base, ("reason", "size")), int(stats.evictions_size)
+                yield (*base, ("reason", "expired")), int(stats.evictions_expired)
+            return
         if memory is not None:
             stats = memory.stats()
             yield (*base, ("level", "memory")), int(getattr(stats, name))
@@ -322,6 +370,8 @@ class CacheTelemetry:
         for kind in ("hits", "misses"):
             for attrs, value in self.values(("level", kind)):
                 yield (("level", kind), attrs), value
+        for attrs, value in self.values(("evictions", "")):
+            yield (("evictions", ""), attrs), value
         for counter in COUNTER_NAMES:
             for attrs, value in self.values(("counter", counter)):
                 yield (("counter", counter), attrs), value
@@ -428,6 +478,13 @@ class _TracedMemory:
             value = self._memory.get(key, default)
             op.outcome = "miss" if value is default else "hit"
             return value
+
+    def get_entry(self, key: str) -> Any:
+        # The facades' typed lookups (``type=``) read ``(value, meta)`` through here too.
+        with self._tel.step("memory.get") as op:
+            entry = self._memory.get_entry(key)
+            op.outcome = "miss" if entry is None else "hit"
+            return entry
 
 
 class TelemetryLayer:

@@ -514,9 +514,11 @@ class AsyncDataFerry:
         dec = core.fresh(skey, data, self._tenant, type, floor)
         if dec is MISS:
             return MISS
-        if dec.tags and await self._tag_removed(dec.tags, dec.created_at):
-            core.unhit()
-            return MISS
+        if dec.tags:
+            removed = await self._tag_removed(dec.tags, dec.created_at)
+            core.counted(skey, not removed)
+            if removed:
+                return MISS
         assert data is not None
         self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0, started)
         return dec.value
@@ -708,10 +710,12 @@ class AsyncDataFerry:
                 values = core.fresh_values(
                     skeys, blobs, [k for k, _ in pairs], self._tenant, type, floor, tagged
                 )
+                storage = dict(zip([k for k, _ in pairs], skeys, strict=True))
                 for k, created_at, tags in tagged:
-                    if await self._tag_removed(tags, created_at):
+                    removed = await self._tag_removed(tags, created_at)
+                    core.counted(storage[k], not removed)
+                    if removed:
                         del values[k]
-                        core.unhit()
             return values
         found, missing = self._l1_get_many(pairs, opts, type)
         if missing:
@@ -750,9 +754,12 @@ class AsyncDataFerry:
             kept = []
             for entry in found:
                 dec = entry[1]
-                if dec.tags and await self._tag_removed(dec.tags, dec.created_at):
-                    core.unhit()
-                else:
+                if not dec.tags:
+                    kept.append(entry)
+                    continue
+                removed = await self._tag_removed(dec.tags, dec.created_at)
+                core.counted(entry[0], not removed)
+                if not removed:
                     kept.append(entry)
             found = kept
         if core.memory is not None and not opts.skip_memory:

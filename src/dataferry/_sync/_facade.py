@@ -489,9 +489,11 @@ class DataFerry:
         dec = core.fresh(skey, data, self._tenant, type, floor)
         if dec is MISS:
             return MISS
-        if dec.tags and self._tag_removed(dec.tags, dec.created_at):
-            core.unhit()
-            return MISS
+        if dec.tags:
+            removed = self._tag_removed(dec.tags, dec.created_at)
+            core.counted(skey, not removed)
+            if removed:
+                return MISS
         assert data is not None
         self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0, started)
         return dec.value
@@ -683,10 +685,12 @@ class DataFerry:
                 values = core.fresh_values(
                     skeys, blobs, [k for k, _ in pairs], self._tenant, type, floor, tagged
                 )
+                storage = dict(zip([k for k, _ in pairs], skeys, strict=True))
                 for k, created_at, tags in tagged:
-                    if self._tag_removed(tags, created_at):
+                    removed = self._tag_removed(tags, created_at)
+                    core.counted(storage[k], not removed)
+                    if removed:
                         del values[k]
-                        core.unhit()
             return values
         found, missing = self._l1_get_many(pairs, opts, type)
         if missing:
@@ -725,9 +729,12 @@ class DataFerry:
             kept = []
             for entry in found:
                 dec = entry[1]
-                if dec.tags and self._tag_removed(dec.tags, dec.created_at):
-                    core.unhit()
-                else:
+                if not dec.tags:
+                    kept.append(entry)
+                    continue
+                removed = self._tag_removed(dec.tags, dec.created_at)
+                core.counted(entry[0], not removed)
+                if not removed:
                     kept.append(entry)
             found = kept
         if core.memory is not None and not opts.skip_memory:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from dataferry._sync._flight import run_alone
 from dataferry._callables import Factory
-from dataferry._core import MISS
+from dataferry._core import MISS, NO_TELEMETRY
 from dataferry._errors import DistributedCacheError, FactoryTimeoutError
 from dataferry._freshness import L1Meta, refresh_due, refresh_point
 from dataferry._keys import lock_key
@@ -281,7 +281,7 @@ class Compute:
                 )
                 due = plan.refresh_now if plan is not None else self._due(dec, now, core.cost)
                 if not self._refresh:
-                    core.events.distributed_hits += 1
+                    core.counted(skey, True)
                     if due:
                         self._start_refresh()
                     return dec.value
@@ -292,7 +292,7 @@ class Compute:
                 if stale is None or dec.created_at > stale.created_at:
                     self.stale = Stale(dec.value, dec.created_at, dec.logical_expiry, dec.tags)
         if not self._refresh:
-            core.events.distributed_misses += 1
+            core.counted(skey, False)
         return MISS
 
     # -- the distributed lock -------------------------------------------------------------------
@@ -392,9 +392,13 @@ class Compute:
         events = cache._core.events
         events.emit("factory_calls", key=self._skey)
         self._t0 = time.perf_counter()
+        runtime = cache._runtime
+        # A factory run here and now gets its span here; one that returns an awaitable (a
+        # coroutine function, an offloaded one) gets it in complete(), around the await.
+        step = cache._core.step("factory") if runtime.inline(self._factory) else NO_TELEMETRY
         try:
-            with cache._core.step("factory"):
-                result = cache._runtime.begin(self._factory)
+            with step:
+                result = runtime.begin(self._factory)
         except Exception as exc:
             events.emit("factory_errors", key=self._skey, error=type(exc).__name__)
             try:
