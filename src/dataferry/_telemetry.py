@@ -249,13 +249,12 @@ class _Instruments:
     def add(self, cache: CacheTelemetry) -> None:
         self.caches.add(cache)
 
-    def retire(self, cache: CacheTelemetry) -> None:
-        """Keep a closed cache's counts (its observable counters must not go back)."""
+    def retire(self, cache: CacheTelemetry | None, counts: list[_Count]) -> None:
+        """Keep a closed (or collected) cache's counts: counters must not go back."""
         with self._lock:
-            if cache not in self.caches:
-                return
-            self.caches.discard(cache)
-            for (instrument, attrs), value in cache.counts():
+            if cache is not None:
+                self.caches.discard(cache)
+            for (instrument, attrs), value in counts:
                 tally = self._retired.setdefault(instrument, {})
                 tally[attrs] = tally.get(attrs, 0) + value
 
@@ -310,6 +309,45 @@ def _instruments_for(provider: MeterProvider | None) -> _Instruments:
         return found[1]
 
 
+_Attrs = tuple[tuple[str, str], ...]
+_Count = tuple[tuple[tuple[str, str], _Attrs], int]
+
+
+def _values(
+    events: Any, memory: Any, base: _Attrs, instrument: tuple[str, str]
+) -> Iterator[tuple[_Attrs, int]]:
+    """``(attributes, value)`` of one cache for one counter instrument."""
+    kind, name = instrument
+    if kind == "counter":
+        yield base, int(getattr(events, name))
+        return
+    if kind == "evictions":
+        if memory is not None:
+            stats = memory.stats()
+            yield (*base, ("reason", "size")), int(stats.evictions_size)
+            yield (*base, ("reason", "expired")), int(stats.evictions_expired)
+        return
+    if memory is not None:
+        yield (*base, ("level", "memory")), int(getattr(memory.stats(), name))
+    yield (*base, ("level", "distributed")), int(getattr(events, f"distributed_{name}"))
+
+
+def _counts(events: Any, memory: Any, base: _Attrs) -> Iterator[_Count]:
+    """Every counter observation of one cache (what is kept when it goes)."""
+    instruments = [("level", "hits"), ("level", "misses"), ("evictions", "")]
+    instruments += [("counter", counter) for counter in COUNTER_NAMES]
+    for instrument in instruments:
+        for attrs, value in _values(events, memory, base, instrument):
+            yield (instrument, attrs), value
+
+
+def _retire_collected(
+    instruments: _Instruments, events: Any, memory: Any, base: dict[str, str]
+) -> None:
+    # A cache collected without being closed (weakref.finalize: it is gone, these are not).
+    instruments.retire(None, list(_counts(events, memory, tuple(base.items()))))
+
+
 # == Per cache =====================================================================================
 
 
@@ -331,8 +369,14 @@ class CacheTelemetry:
             if config.traces
             else None
         )
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         if self._instruments is not None:
             self._instruments.add(self)
+            # A cache dropped without being closed keeps its counts too: when it is collected,
+            # they are taken from what it leaves (its counters and its L1), not from it.
+            self._finalizer = weakref.finalize(
+                self, _retire_collected, self._instruments, core.events, core.memory, self.base
+            )
 
     # -- metrics, read by the callbacks --------------------------------------------------------
 
@@ -347,39 +391,15 @@ class CacheTelemetry:
         self, instrument: tuple[str, str]
     ) -> Iterator[tuple[tuple[tuple[str, str], ...], int]]:
         """``(attributes, value)`` of this cache for one counter instrument."""
-        kind, name = instrument
-        events = self.core.events
-        base = self._base_items
-        if kind == "counter":
-            yield base, int(getattr(events, name))
-            return
-        memory = self.core.memory
-        if kind == "evictions":
-            if memory is not None:
-                stats = memory.stats()
-                yield (*base, ("reason", "size")), int(stats.evictions_size)
-                yield (*base, ("reason", "expired")), int(stats.evictions_expired)
-            return
-        if memory is not None:
-            stats = memory.stats()
-            yield (*base, ("level", "memory")), int(getattr(stats, name))
-        yield (*base, ("level", "distributed")), int(getattr(events, f"distributed_{name}"))
-
-    def counts(self) -> Iterator[tuple[tuple[tuple[str, str], tuple[tuple[str, str], ...]], int]]:
-        """Every counter observation of this cache (for :meth:`_Instruments.retire`)."""
-        for kind in ("hits", "misses"):
-            for attrs, value in self.values(("level", kind)):
-                yield (("level", kind), attrs), value
-        for attrs, value in self.values(("evictions", "")):
-            yield (("evictions", ""), attrs), value
-        for counter in COUNTER_NAMES:
-            for attrs, value in self.values(("counter", counter)):
-                yield (("counter", counter), attrs), value
+        return _values(self.core.events, self.core.memory, self._base_items, instrument)
 
     def retire(self) -> None:
         """The cache closed: keep its counts in the totals, stop reading it."""
-        if self._instruments is not None:
-            self._instruments.retire(self)
+        finalizer = self._finalizer
+        if finalizer is not None and finalizer.detach() is not None:
+            assert self._instruments is not None
+            counts = list(_counts(self.core.events, self.core.memory, self._base_items))
+            self._instruments.retire(self, counts)
 
     def observe_latency(self, ms: float) -> None:
         """A backplane message was applied ``ms`` after it was published."""

@@ -10,6 +10,7 @@ The L2 is a real redis-server of the test harness. The sync twin
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -342,6 +343,17 @@ def test_every_instrument_is_reported_with_the_values_of_stats(
         assert points(metrics["dataferry.memory.entries"]) == {at(): 2}
         assert durations(metrics)[("get_or_set", "ok")] == 1
         assert durations(metrics)[("remove", "ok")] == 1
+
+
+def test_a_cache_dropped_without_closing_keeps_its_counts(otel: Otel) -> None:
+    cache = df.DataFerry(namespace=NS, telemetry=otel.telemetry())  # L1 only
+    cache.get_or_set("a", lambda: 1)
+    cache.get_or_set("a", lambda: 1)
+    before = reported(otel.collect())
+    assert before[("dataferry.factory.calls", "")] == 1
+    del cache
+    gc.collect()
+    assert reported(otel.collect()) == before  # counters never go back
 
 
 def test_a_closed_caches_counts_are_kept_and_caches_of_a_namespace_add_up(
