@@ -47,8 +47,8 @@ def ensure_venv() -> None:
 
 def check() -> None:
     run(PY, "scripts/unasync.py", "--check")
-    run(BIN / "ruff", "check", "src", "tests", "benchmarks", "scripts")
-    run(BIN / "ruff", "format", "--check", "src", "tests", "benchmarks", "scripts")
+    run(BIN / "ruff", "check", "src", "tests", "benchmarks", "scripts", "examples")
+    run(BIN / "ruff", "format", "--check", "src", "tests", "benchmarks", "scripts", "examples")
     run(BIN / "mypy")
     # The typed usage file: what users' type checkers see of the public API. Its imports are
     # checked (and reported) by the run above. pyright runs on the Node.js of its PyPI wheel,

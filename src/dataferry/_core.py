@@ -30,7 +30,7 @@ from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions, seconds
 from dataferry._resolve import Resolved, Resolver
 from dataferry._scopes import Floor, Scopes, TagIndex
-from dataferry._telemetry import CacheTelemetry
+from dataferry._telemetry import NO_OPERATION, CacheTelemetry
 
 __all__ = ["CLOSED_MEMORY", "DEFAULT", "MISS", "Core", "L1Meta", "Versions", "logger"]
 
@@ -84,27 +84,7 @@ class _ReportingMemory:
         return entry
 
 
-class _NoTelemetry:
-    """What :meth:`Core.op` returns without telemetry: a context manager that does nothing."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> _NoTelemetry:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-    @property
-    def outcome(self) -> None:
-        return None
-
-    @outcome.setter
-    def outcome(self, value: str) -> None:
-        pass
-
-
-NO_TELEMETRY: Any = _NoTelemetry()
+NO_TELEMETRY: Any = NO_OPERATION
 
 
 class Versions:

@@ -14,8 +14,10 @@ the timeout, retry and circuit breaker: one span per attempt), the factory, a wa
 process's distributed lock, and backplane publishes. Errors are recorded on spans. Keys are
 not recorded unless ``record_keys`` (they may be personal data).
 
-Without an SDK installed and configured, the API's no-op providers make all of this cost a
-few attribute lookups per slow-path call.
+Until the application installs an SDK (globally, or through :class:`Telemetry`), spans and
+duration records are skipped altogether: the API's no-op providers would cost a few
+microseconds per slow-path call for nothing. The cache looks for an SDK at most once a second,
+so spans begin within a second of a global SDK being installed after the cache was made.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -89,6 +91,9 @@ DURATION_BOUNDS_S: Final = (
     10.0,
 )
 
+#: Seconds between two looks at whether the application installed an OpenTelemetry SDK.
+PROVIDER_CHECK: Final = 1.0
+
 #: The circuit breaker's state as the ``dataferry.circuit.state`` gauge reports it.
 CIRCUIT_STATES: Final = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -106,7 +111,8 @@ class Telemetry:
             by default: keys may be personal data (``user:alice@example.com``); messages then
             name a key by a short hash of it.
         trace_memory_hits: Record a span for L1 hits too. Off by default: an L1 hit costs
-            about 100 ns, a span (with an SDK) several microseconds.
+            about 0.3 µs, a span with the SDK tens of microseconds (47 µs measured by
+            ``benchmarks/bench_telemetry.py``).
         tenant_attribute: Put the tenant id on spans and the operation histogram
             (``dataferry.tenant``). Off by default: one time series per tenant.
 
@@ -370,6 +376,11 @@ class CacheTelemetry:
             else None
         )
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        #: Whether spans / duration records reach a real provider (see _live_tracer).
+        self._tracing = False
+        self._recording = False
+        self._duration: Any = None
+        self._next_check = 0.0
         if self._instruments is not None:
             self._instruments.add(self)
             # A cache dropped without being closed keeps its counts too: when it is collected,
@@ -408,27 +419,77 @@ class CacheTelemetry:
 
     # -- spans and durations --------------------------------------------------------------------
 
-    def operation(self, name: str, key: str | None = None, tenant: str | None = None) -> _Operation:
+    def operation(self, name: str, key: str | None = None, tenant: str | None = None) -> Any:
         """A cache operation that goes past L1: its span, and its duration in the histogram."""
-        return _Operation(self, f"dataferry.{name}", name, key, tenant)
+        return self._begin(f"dataferry.{name}", name, key, tenant)
 
-    def step(self, name: str, key: str | None = None) -> _Operation:
+    def step(self, name: str, key: str | None = None) -> Any:
         """A part of an operation (``factory``, ``lock.wait``, ``backplane.publish``...)."""
-        return _Operation(self, f"dataferry.{name}", name, key, None)
+        return self._begin(f"dataferry.{name}", name, key, None)
+
+    def _begin(self, span_name: str, name: str, key: str | None, tenant: str | None) -> Any:
+        if self._tracing or self._recording:
+            tracer = self._tracer if self._tracing else None
+            duration = self._duration if self._recording else None
+        else:
+            now = time.monotonic()
+            if now < self._next_check:
+                return NO_OPERATION
+            self._next_check = now + PROVIDER_CHECK
+            tracer = self._live_tracer()
+            duration = self._live_duration()
+            if tracer is None and duration is None:
+                return NO_OPERATION
+        return _Operation(self, span_name, name, key, tenant, tracer, duration)
+
+    # Until the application installs an SDK, the API's global providers are proxies whose
+    # spans and records do nothing, yet cost microseconds each (context attach, attribute
+    # dicts; asking the API for its providers reads the environment): skip them, and look
+    # again at most every PROVIDER_CHECK seconds. Once a real provider is set (it can only
+    # be set once), stay on.
+
+    def _live_tracer(self) -> Any:
+        tracer = self._tracer
+        if tracer is None:
+            return None
+        if self.config.tracer_provider is not None or not isinstance(
+            trace.get_tracer_provider(), trace.ProxyTracerProvider
+        ):
+            self._tracing = True
+            return tracer
+        return None
+
+    def _live_duration(self) -> Any:
+        instruments = self._instruments
+        if instruments is None:
+            return None
+        provider = self.config.meter_provider or metrics.get_meter_provider()
+        if type(provider).__name__ != "_ProxyMeterProvider":
+            self._recording = True
+            self._duration = instruments.duration
+            return instruments.duration
+        return None
 
     def traced(self, memory: Any) -> _TracedMemory:
         """``memory`` as the L1-hit path sees it with ``trace_memory_hits``: a span per get."""
         return _TracedMemory(memory, self)
 
-    def layer(self) -> TelemetryLayer:
-        """The L2 pipeline layer that times and traces each L2 call."""
-        return TelemetryLayer(self)
-
 
 class _Operation:
     """A span (current while it lasts) and a duration, as a context manager."""
 
-    __slots__ = ("_attrs", "_key", "_name", "_span", "_t0", "_tel", "_token", "outcome")
+    __slots__ = (
+        "_attrs",
+        "_duration",
+        "_key",
+        "_name",
+        "_span",
+        "_t0",
+        "_tel",
+        "_token",
+        "_tracer",
+        "outcome",
+    )
 
     def __init__(
         self,
@@ -437,8 +498,12 @@ class _Operation:
         operation: str,
         key: str | None,
         tenant: str | None,
+        tracer: Any,
+        duration: Any,
     ) -> None:
         self._tel = tel
+        self._tracer = tracer
+        self._duration = duration
         self._name = span_name
         attrs: dict[str, Any] = {"dataferry.namespace": tel.namespace, "operation": operation}
         config = tel.config
@@ -452,7 +517,7 @@ class _Operation:
         self.outcome: str | None = None
 
     def __enter__(self) -> _Operation:
-        tracer = self._tel._tracer
+        tracer = self._tracer
         if tracer is not None:
             attrs = dict(self._attrs)
             if self._key is not None:
@@ -471,9 +536,9 @@ class _Operation:
     ) -> None:
         elapsed = time.perf_counter() - self._t0
         outcome = self.outcome or ("ok" if exc is None else "error")
-        instruments = self._tel._instruments
-        if instruments is not None:
-            instruments.duration.record(elapsed, {**self._attrs, "outcome": outcome})
+        duration = self._duration
+        if duration is not None:
+            duration.record(elapsed, {**self._attrs, "outcome": outcome})
         span = self._span
         if span is not None:
             if exc is not None:
@@ -482,6 +547,29 @@ class _Operation:
             span.set_attribute("dataferry.outcome", outcome)
             span.end()
             otel_context.detach(self._token)  # type: ignore[arg-type]
+
+
+class _NoOperation:
+    """What an operation is while nothing records: a context manager that does nothing."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _NoOperation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    @property
+    def outcome(self) -> None:
+        return None
+
+    @outcome.setter
+    def outcome(self, value: str) -> None:
+        pass
+
+
+NO_OPERATION: Final[Any] = _NoOperation()
 
 
 class _TracedMemory:
@@ -505,26 +593,3 @@ class _TracedMemory:
             entry = self._memory.get_entry(key)
             op.outcome = "miss" if entry is None else "hit"
             return entry
-
-
-class TelemetryLayer:
-    """A layer of the L2 pipeline: a span and a duration per L2 call (each attempt)."""
-
-    __slots__ = ("_tel",)
-
-    def __init__(self, tel: CacheTelemetry) -> None:
-        self._tel = tel
-
-    async def arun(
-        self, operation: str, keys: Sequence[str], call: Callable[[], Awaitable[Any]], /
-    ) -> Any:
-        with self._tel.step(f"distributed.{operation}", _one(keys)):
-            return await call()
-
-    def run(self, operation: str, keys: Sequence[str], call: Callable[[], Any], /) -> Any:
-        with self._tel.step(f"distributed.{operation}", _one(keys)):
-            return call()
-
-
-def _one(keys: Sequence[str]) -> str | None:
-    return keys[0] if len(keys) == 1 else None

@@ -165,7 +165,6 @@ class AsyncDataFerry:
         core.log.show_keys = config is not None and config.record_keys
         if config is not None and (config.metrics or config.traces):
             tel = core.telemetry = CacheTelemetry(config, core)
-            layers = (tel.layer(), *layers)  # inside the resilience policy: one per attempt
         if not isinstance(offload_sync_factories, bool):
             raise ConfigurationError(
                 f"offload_sync_factories must be a bool, got {offload_sync_factories!r}"
@@ -175,7 +174,12 @@ class AsyncDataFerry:
         accessor = None
         if core.l2 is not None:
             accessor = AsyncDistributedAccessor(
-                core.l2, layers, core.events, policy, runtime.close_timeout
+                core.l2,
+                layers,
+                core.events,
+                policy,
+                runtime.close_timeout,
+                step=None if tel is None else tel.step,
             )
         flights = AsyncSingleFlight(core.events, runtime, core.join_timeout)
         bp = None

@@ -166,7 +166,6 @@ class DataFerry:
         core.log.show_keys = config is not None and config.record_keys
         if config is not None and (config.metrics or config.traces):
             tel = core.telemetry = CacheTelemetry(config, core)
-            layers = (tel.layer(), *layers)  # inside the resilience policy: one per attempt
         if not isinstance(offload_sync_factories, bool):
             raise ConfigurationError(
                 f"offload_sync_factories must be a bool, got {offload_sync_factories!r}"
@@ -176,7 +175,12 @@ class DataFerry:
         accessor = None
         if core.l2 is not None:
             accessor = DistributedAccessor(
-                core.l2, layers, core.events, policy, runtime.close_timeout
+                core.l2,
+                layers,
+                core.events,
+                policy,
+                runtime.close_timeout,
+                step=None if tel is None else tel.step,
             )
         flights = SingleFlight(core.events, runtime, core.join_timeout)
         bp = None

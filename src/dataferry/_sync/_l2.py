@@ -25,6 +25,7 @@ from dataferry._events import CacheEvents
 from dataferry._layers import DistributedLayer
 from dataferry._resilience import CLOSED, Timeouts, CircuitBreaker, Resilience
 from dataferry._synchronization import Cancelled
+from dataferry._telemetry import NO_OPERATION as NO_STEP
 
 __all__ = ["DistributedAccessor"]
 
@@ -47,6 +48,7 @@ class DistributedAccessor:
         "_events",
         "_layers",
         "_retries",
+        "_step",
         "_timeouts",
         "_writer",
         "backend",
@@ -60,6 +62,7 @@ class DistributedAccessor:
         events: CacheEvents,
         resilience: Resilience | None = None,
         close_timeout: float = 5.0,
+        step: Callable[[str, str | None], Any] | None = None,
     ) -> None:
         self.backend = backend
         self.resilience = resilience
@@ -68,6 +71,8 @@ class DistributedAccessor:
         self._events = events
         self._down = False
         self._close_timeout = close_timeout
+        #: ``step(name, key)`` of the cache's telemetry (None: off), around each L2 attempt.
+        self._step: Callable[[str, str | None], Any] | None = step
         # Set by any failure or queued write: a success then has bookkeeping to do (reset the
         # breaker, log the recovery, start the replay). Clear, a success costs one test.
         self._dirty = False
@@ -301,11 +306,13 @@ class DistributedAccessor:
     ) -> Any:
         """``method(*args)`` through timeout → retry (reads) → breaker → layers; or raise."""
         timeouts = self._timeouts
+        step = self._step
         if timeouts is None:  # resilience=None: the layers and the backend only
-            pending = (
-                self._layered(operation, keys, method, args) if self._layers else method(*args)
-            )
-            result = pending
+            with NO_STEP if step is None else step(f"distributed.{operation}", _one(keys)):
+                pending = (
+                    self._layered(operation, keys, method, args) if self._layers else method(*args)
+                )
+                result = pending
             if self._dirty:
                 self._settle()
             return result
@@ -318,10 +325,12 @@ class DistributedAccessor:
                 try:
                     if breaker.state is not CLOSED:
                         probe = breaker.admit()  # raises CircuitOpenError: skipped at once
-                    if self._layers:
-                        result = self._layered(operation, keys, method, args)
-                    else:
-                        result = method(*args)
+                    # Telemetry: a span and a duration per attempt, around the layers.
+                    with NO_STEP if step is None else step(f"distributed.{operation}", _one(keys)):
+                        if self._layers:
+                            result = self._layered(operation, keys, method, args)
+                        else:
+                            result = method(*args)
                     break
                 except Exception as exc:
                     if isinstance(exc, CircuitOpenError) or _misuse(exc):
@@ -438,6 +447,10 @@ class DistributedAccessor:
             self._backend.close()
         except Exception as exc:
             self._note_failure("close", exc)
+
+
+def _one(keys: Sequence[str]) -> str | None:
+    return keys[0] if len(keys) == 1 else None
 
 
 def _misuse(exc: Exception) -> bool:
