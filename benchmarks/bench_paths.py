@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import itertools
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
 import redis.asyncio as aredis
 from _redis import redis_server
+from _rounds import CLOCK, Pair, Side, fresh_keys, interleave, timed_async, timed_sync
 
 import dataferry as df
 from dataferry._codec._envelope import crc32
@@ -43,21 +41,8 @@ assert 1000 < len(orjson.dumps(VALUE_1KB)) < 1100
 
 
 @dataclass
-class Side:
-    name: str
-    run: Callable[[int], Awaitable[float]]  # ops -> ns/op
-    samples: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Row:
-    what: str
-    ours: Side
-    base: Side
+class Row(Pair):
     target: float
-
-    def ratios(self) -> list[float]:
-        return [o / b for o, b in zip(self.ours.samples, self.base.samples, strict=True)]
 
     def line(self) -> str:
         r = self.ratios()
@@ -68,62 +53,6 @@ class Row:
             f"| `{self.base.name}` {statistics.median(self.base.samples) / 1e3:,.1f} "
             f"| {med:.2f}x ({min(r):.2f}-{max(r):.2f}) | <= {self.target:g}x | {met} |"
         )
-
-
-async def interleave(rows: list[Row], rounds: int, ops: int) -> None:
-    sides: list[Side] = []
-    for row in rows:
-        for side in (row.ours, row.base):
-            if side not in sides:
-                sides.append(side)
-    for side in sides:  # warm-up
-        await side.run(max(1, ops // 10))
-    for r in range(rounds):
-        k = r % len(sides)
-        for side in sides[k:] + sides[:k]:
-            gc.collect()
-            side.samples.append(await side.run(ops))
-
-
-# --clock wall (default): elapsed time, what a caller waits. --clock cpu: this process's CPU
-# time, which leaves out the redis-server's work and the time other processes hold the CPU;
-# on a busy shared machine it is the steadier figure, and a stricter ratio (the server's
-# share, the same on both sides, no longer dilutes the difference).
-CLOCK: list[Callable[[], int]] = [time.perf_counter_ns]
-
-
-def timed_sync(fn: Callable[[int], None]) -> Callable[[int], Awaitable[float]]:
-    async def run(ops: int) -> float:
-        gc.disable()
-        try:
-            t0 = CLOCK[0]()
-            fn(ops)
-            return (CLOCK[0]() - t0) / ops
-        finally:
-            gc.enable()
-
-    return run
-
-
-def timed_async(fn: Callable[[int], Awaitable[None]]) -> Callable[[int], Awaitable[float]]:
-    async def run(ops: int) -> float:
-        gc.disable()
-        try:
-            t0 = CLOCK[0]()
-            await fn(ops)
-            return (CLOCK[0]() - t0) / ops
-        finally:
-            gc.enable()
-
-    return run
-
-
-_counter = itertools.count()
-
-
-def fresh_keys(ops: int) -> list[str]:
-    base = next(_counter)
-    return [f"cold:{base}:{i}" for i in range(ops)]
 
 
 async def bench_miss_l1(rounds: int) -> list[Row]:

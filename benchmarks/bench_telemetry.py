@@ -31,18 +31,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import itertools
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
 import redis
 from _redis import redis_server
+from _rounds import CLOCK, Pair, Side, fresh_keys, interleave, timed_async, timed_sync
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
@@ -56,21 +56,8 @@ KEYS = [f"user:{i}" for i in range(1000)]
 
 
 @dataclass
-class Side:
-    name: str
-    run: Callable[[int], Awaitable[float]]  # ops -> ns/op
-    samples: list[float] = field(default_factory=list)
-
-
-@dataclass
-class Row:
-    what: str
-    ours: Side
-    base: Side
+class Row(Pair):
     target: float | None = None
-
-    def ratios(self) -> list[float]:
-        return [o / b for o, b in zip(self.ours.samples, self.base.samples, strict=True)]
 
     def extra(self) -> float:
         return statistics.median(
@@ -94,53 +81,6 @@ class Row:
 def ns(value: float, sign: bool = False) -> str:
     text = f"{value:+,.0f}" if sign else f"{value:,.0f}"
     return f"{text} ns"
-
-
-async def interleave(rows: Sequence[Row], rounds: int, ops: int) -> None:
-    sides: list[Side] = []
-    for row in rows:
-        for side in (row.ours, row.base):
-            if side not in sides:
-                sides.append(side)
-    for side in sides:  # warm-up
-        await side.run(max(1, ops // 5))
-    for r in range(rounds):
-        k = r % len(sides)
-        for side in sides[k:] + sides[:k]:
-            gc.collect()
-            side.samples.append(await side.run(ops))
-
-
-# --clock wall (default): elapsed time. --clock cpu: this process's CPU time (leaves out the
-# redis-server's work and other processes; steadier on a busy machine). The BatchSpanProcessor's
-# export thread is part of this process, so its work counts under both clocks.
-CLOCK: list[Callable[[], int]] = [time.perf_counter_ns]
-
-
-def timed_sync(fn: Callable[[int], None]) -> Callable[[int], Awaitable[float]]:
-    async def run(ops: int) -> float:
-        gc.disable()
-        try:
-            t0 = CLOCK[0]()
-            fn(ops)
-            return (CLOCK[0]() - t0) / ops
-        finally:
-            gc.enable()
-
-    return run
-
-
-def timed_async(fn: Callable[[int], Awaitable[None]]) -> Callable[[int], Awaitable[float]]:
-    async def run(ops: int) -> float:
-        gc.disable()
-        try:
-            t0 = CLOCK[0]()
-            await fn(ops)
-            return (CLOCK[0]() - t0) / ops
-        finally:
-            gc.enable()
-
-    return run
 
 
 def factory() -> dict[str, Any]:
@@ -172,14 +112,6 @@ def hit_sync(cache: df.DataFerry) -> Callable[[int], Awaitable[float]]:
                 get(key)
 
     return timed_sync(run)
-
-
-_fresh = itertools.count()
-
-
-def fresh_keys(ops: int) -> list[str]:
-    base = next(_fresh)
-    return [f"cold:{base}:{i}" for i in range(ops)]
 
 
 def miss_async(cache: df.AsyncDataFerry) -> Callable[[int], Awaitable[float]]:
