@@ -137,6 +137,8 @@ async def build_async() -> AsyncDataFerry:
     cache = AsyncDataFerry.builder().with_memory(max_entries=1_000).with_namespace("app").build()
     assert_type(cache, AsyncDataFerry)
     assert_type(AsyncDataFerry.builder().build(), AsyncDataFerry)
+    assert_type(AsyncDataFerry.from_url("memory://?namespace=app"), AsyncDataFerry)
+    assert_type(AsyncDataFerry.from_env({}), AsyncDataFerry)
     async with AsyncDataFerry(memory=MemoryCache(max_entries=10)) as entered:
         assert_type(entered, AsyncDataFerry)
     return cache

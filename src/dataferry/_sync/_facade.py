@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -19,6 +20,7 @@ from dataferry._sync._tags import clear, ensure, remove_by_tag, seed_epochs
 from dataferry._backends import Backplane, DistributedCache
 from dataferry._callables import Factory, LoadMany
 from dataferry._codec import Codec, Decoded
+from dataferry._config import from_env_kwargs, from_url_kwargs
 from dataferry._core import CLOSED_MEMORY, DEFAULT, MISS, Core
 from dataferry._errors import ConfigurationError, DistributedCacheError, InvalidKeyError
 from dataferry._events import Stats
@@ -217,6 +219,38 @@ class DataFerry:
         # swaps it for CLOSED_MEMORY, so L1 hits pay nothing for the closed check.
         self._memory: Any = CLOSED_MEMORY if runtime.closed else core.hit_memory
         core.views.add(self)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Self:
+        """A cache whose L2 and settings a URL gives (keyword arguments win over the URL).
+
+        ``memory://``, ``sqlite:///path``, ``redis://host:6379/0`` (``rediss://``,
+        ``unix://``; ``?cluster=true`` for a Cluster), ``redis+sentinel://h1:26379,h2:26379/
+        service``; settings as query parameters: ``namespace``, ``default_ttl``,
+        ``max_entries`` (0: no L1), ``backplane=true``. Example:
+        ``DataFerry.from_url("redis://cache:6379/0?namespace=shop&default_ttl=300")``.
+
+        Raises:
+            ConfigurationError: A bad URL or setting, named (nothing is connected yet).
+
+        """
+        return cls(**{**from_url_kwargs(url), **kwargs})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Self:
+        """A cache configured by ``DATAFERRY_*`` environment variables.
+
+        ``DATAFERRY_URL`` (default ``memory://``, forms as :meth:`from_url`),
+        ``DATAFERRY_NAMESPACE``, ``DATAFERRY_DEFAULT_TTL``, ``DATAFERRY_MAX_ENTRIES``,
+        ``DATAFERRY_BACKPLANE``, ``DATAFERRY_CLUSTER`` (they win over the URL's parameters)
+        and ``DATAFERRY_KEYS`` (a keyring, ``id:base64,...``: entries are encrypted).
+        ``environ``: where to read them (default ``os.environ``); keyword arguments win.
+
+        Raises:
+            ConfigurationError: A bad variable, named. KeyringError: a bad DATAFERRY_KEYS.
+
+        """
+        return cls(**{**from_env_kwargs(os.environ if environ is None else environ), **kwargs})
 
     @classmethod
     def builder(cls) -> Builder[Self]:
