@@ -431,7 +431,7 @@ class Core:
     def decode(
         self, skey: str, data: bytes, tenant: str | None, type: Any, floor: Floor | None = None
     ) -> Decoded | None:
-        """Decode L2 bytes; any fault is a miss (counted, logged with the key, never the value).
+        """Decode L2 bytes; any fault is a miss (counted and logged, never with the value).
 
         An entry created at or before ``floor.at`` (the latest clear of its scope) is a miss
         too, found from its header without decoding (or decrypting) it.
