@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from dataferry._errors import ConfigurationError
 from dataferry._options import NOT_GIVEN, Entry, EntryOptions, seconds
+from dataferry._scopes import TAG_RETENTION
 
 __all__ = ["DEFAULT_FAIL_SAFE_MAX", "DEFAULT_FAIL_SAFE_THROTTLE", "Resolved", "Resolver"]
 
@@ -92,13 +93,15 @@ class Resolved:
         jitter = self.jitter
         return self.ttl + random.uniform(0.0, jitter) if jitter else self.ttl
 
-    def physical_ttl(self, ttl: float) -> float:
+    def physical_ttl(self, ttl: float, tagged: bool = False) -> float:
         """Seconds an entry whose logical ttl is ``ttl`` stays stored in L2.
 
         The fail-safe window is added, so a stale value is still there to serve while the
-        factory fails; the logical expiry in the envelope decides freshness.
+        factory fails; the logical expiry in the envelope decides freshness. An entry with
+        tags never outlives the record of a removal of its tags (``TAG_RETENTION``).
         """
-        return ttl + self.stale_window
+        physical = ttl + self.stale_window
+        return min(physical, TAG_RETENTION) if tagged else physical
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Resolved options are immutable")

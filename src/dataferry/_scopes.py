@@ -182,10 +182,7 @@ class Scopes:
         (``seed_epochs``); without them (before, or without an L2), exactly ``tenant``.
         ``#`` can't appear in a tenant id.
         """
-        records = self._records
-        root = records.get(clear_key(self.namespace, None))
-        mine = None if tenant is None else records.get(clear_key(self.namespace, tenant))
-        return self._kdf(tenant, root, mine)
+        return self.floor(tenant).kdf
 
     @staticmethod
     def _kdf(tenant: str | None, root: Record | None, mine: Record | None) -> str | None:

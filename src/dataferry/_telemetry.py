@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -377,10 +377,11 @@ class CacheTelemetry:
         )
         self._finalizer: weakref.finalize[Any, Any] | None = None
         #: Whether spans / duration records reach a real provider (see _live_tracer).
-        self._tracing = False
-        self._recording = False
+        #: The tracer and the duration histogram once they reach a real provider (see _look).
+        self._live_tracer: Any = None
         self._duration: Any = None
         self._next_check = 0.0
+        self._settled = False
         if self._instruments is not None:
             self._instruments.add(self)
             # A cache dropped without being closed keeps its counts too: when it is collected,
@@ -421,54 +422,51 @@ class CacheTelemetry:
 
     def operation(self, name: str, key: str | None = None, tenant: str | None = None) -> Any:
         """A cache operation that goes past L1: its span, and its duration in the histogram."""
-        return self._begin(f"dataferry.{name}", name, key, tenant)
+        return self._begin(name, key, tenant)
 
     def step(self, name: str, key: str | None = None) -> Any:
         """A part of an operation (``factory``, ``lock.wait``, ``backplane.publish``...)."""
-        return self._begin(f"dataferry.{name}", name, key, None)
+        return self._begin(name, key, None)
 
-    def _begin(self, span_name: str, name: str, key: str | None, tenant: str | None) -> Any:
-        if self._tracing or self._recording:
-            tracer = self._tracer if self._tracing else None
-            duration = self._duration if self._recording else None
-        else:
+    def l2_call(self, operation: str, keys: Sequence[str]) -> Any:
+        """One attempt of an L2 call (``distributed.<operation>``; the key if it is one)."""
+        return self._begin(operation, keys[0] if len(keys) == 1 else None, None, "distributed.")
+
+    def _begin(self, name: str, key: str | None, tenant: str | None, prefix: str = "") -> Any:
+        if not self._settled:
             now = time.monotonic()
-            if now < self._next_check:
-                return NO_OPERATION
-            self._next_check = now + PROVIDER_CHECK
-            tracer = self._live_tracer()
-            duration = self._live_duration()
-            if tracer is None and duration is None:
-                return NO_OPERATION
-        return _Operation(self, span_name, name, key, tenant, tracer, duration)
+            if now >= self._next_check:
+                self._next_check = now + PROVIDER_CHECK
+                self._look()
+        tracer, duration = self._live_tracer, self._duration
+        if tracer is None and duration is None:
+            return NO_OPERATION
+        return _Operation(self, prefix + name, key, tenant, tracer, duration)
 
-    # Until the application installs an SDK, the API's global providers are proxies whose
-    # spans and records do nothing, yet cost microseconds each (context attach, attribute
-    # dicts; asking the API for its providers reads the environment): skip them, and look
-    # again at most every PROVIDER_CHECK seconds. Once a real provider is set (it can only
-    # be set once), stay on.
-
-    def _live_tracer(self) -> Any:
-        tracer = self._tracer
-        if tracer is None:
-            return None
-        if self.config.tracer_provider is not None or not isinstance(
-            trace.get_tracer_provider(), trace.ProxyTracerProvider
+    def _look(self) -> None:
+        # Until the application installs an SDK, the API's global providers are proxies whose
+        # spans and records do nothing, yet cost microseconds each (context attach, attribute
+        # dicts; asking the API for its providers reads the environment): skip them, and look
+        # again at most every PROVIDER_CHECK seconds. A real provider (it can only be set
+        # once) is used from then on; each side is settled once off or live.
+        config = self.config
+        if (
+            self._tracer is not None
+            and self._live_tracer is None
+            and (
+                config.tracer_provider is not None
+                or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+            )
         ):
-            self._tracing = True
-            return tracer
-        return None
-
-    def _live_duration(self) -> Any:
+            self._live_tracer = self._tracer
         instruments = self._instruments
-        if instruments is None:
-            return None
-        provider = self.config.meter_provider or metrics.get_meter_provider()
-        if type(provider).__name__ != "_ProxyMeterProvider":
-            self._recording = True
-            self._duration = instruments.duration
-            return instruments.duration
-        return None
+        if instruments is not None and self._duration is None:
+            provider = config.meter_provider or metrics.get_meter_provider()
+            if type(provider).__name__ != "_ProxyMeterProvider":
+                self._duration = instruments.duration
+        self._settled = (self._tracer is None or self._live_tracer is not None) and (
+            instruments is None or self._duration is not None
+        )
 
     def traced(self, memory: Any) -> _TracedMemory:
         """``memory`` as the L1-hit path sees it with ``trace_memory_hits``: a span per get."""
@@ -494,7 +492,6 @@ class _Operation:
     def __init__(
         self,
         tel: CacheTelemetry,
-        span_name: str,
         operation: str,
         key: str | None,
         tenant: str | None,
@@ -504,7 +501,7 @@ class _Operation:
         self._tel = tel
         self._tracer = tracer
         self._duration = duration
-        self._name = span_name
+        self._name = f"dataferry.{operation}"
         attrs: dict[str, Any] = {"dataferry.namespace": tel.namespace, "operation": operation}
         config = tel.config
         if tenant is not None and config.tenant_attribute:

@@ -30,7 +30,7 @@ from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions
 from dataferry._resilience import DEFAULT_RESILIENCE, Resilience, check_resilience
 from dataferry._resolve import Resolved
-from dataferry._scopes import TAG_RETENTION, Floor
+from dataferry._scopes import Floor
 from dataferry._synchronization import AsyncRuntime
 from dataferry._telemetry import (
     DEFAULT_TELEMETRY,
@@ -181,7 +181,7 @@ class AsyncDataFerry:
                 core.events,
                 policy,
                 runtime.close_timeout,
-                step=None if tel is None else tel.step,
+                step=None if tel is None else tel.l2_call,
             )
         flights = AsyncSingleFlight(core.events, runtime, core.join_timeout)
         bp = None
@@ -552,11 +552,8 @@ class AsyncDataFerry:
         dec = core.fresh(skey, data, self._tenant, type, floor)
         if dec is MISS:
             return MISS
-        if dec.tags:
-            removed = await self._tag_removed(dec.tags, dec.created_at)
-            core.counted(skey, not removed)
-            if removed:
-                return MISS
+        if dec.tags and not await self._tags_hold(skey, dec.tags, dec.created_at):
+            return MISS
         assert data is not None
         self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0, started)
         return dec.value
@@ -577,6 +574,20 @@ class AsyncDataFerry:
                 if unseeded:
                     await seed_epochs(self, unseeded)
         return scopes.floor(self._tenant, names)
+
+    async def _epochs_for_writes(self, opts: Resolved) -> None:
+        """Before encrypting entries for L2: make sure this view's key epochs are current."""
+        if self._l2 is not None and not opts.skip_distributed and self._core.codec.encrypts:
+            await self._floor()
+
+    async def _tags_hold(self, skey: str, tags: tuple[str, ...], created_at: float) -> bool:
+        """Whether an L2 entry of ``skey`` with ``tags`` outlived their removals.
+
+        Counts the lookup as a hit or a miss (entries with tags are counted once checked).
+        """
+        held = not await self._tag_removed(tags, created_at)
+        self._core.counted(skey, held)
+        return held
 
     async def _tag_removed(self, tags: tuple[str, ...], created_at: float) -> bool:
         """Whether any of ``tags`` was removed at or after ``created_at`` (in this tenant)."""
@@ -750,9 +761,7 @@ class AsyncDataFerry:
                 )
                 storage = dict(zip([k for k, _ in pairs], skeys, strict=True))
                 for k, created_at, tags in tagged:
-                    removed = await self._tag_removed(tags, created_at)
-                    core.counted(storage[k], not removed)
-                    if removed:
+                    if not await self._tags_hold(storage[k], tags, created_at):
                         del values[k]
             return values
         found, missing = self._l1_get_many(pairs, opts, type)
@@ -792,12 +801,7 @@ class AsyncDataFerry:
             kept = []
             for entry in found:
                 dec = entry[1]
-                if not dec.tags:
-                    kept.append(entry)
-                    continue
-                removed = await self._tag_removed(dec.tags, dec.created_at)
-                core.counted(entry[0], not removed)
-                if not removed:
+                if not dec.tags or await self._tags_hold(entry[0], dec.tags, dec.created_at):
                     kept.append(entry)
             found = kept
         if core.memory is not None and not opts.skip_memory:
@@ -906,8 +910,7 @@ class AsyncDataFerry:
         *,
         strict: bool,
     ) -> None:
-        if self._l2 is not None and not opts.skip_distributed and self._core.codec.encrypts:
-            await self._floor()  # the current epochs, to encrypt with
+        await self._epochs_for_writes(opts)
         await self._commit(self._stage(skey, value, opts, tags, strict=strict))
 
     def _stage(
@@ -966,10 +969,7 @@ class AsyncDataFerry:
                 core.index_tags(skey, self._tenant, tags)
         if data is None:
             return None
-        physical = opts.physical_ttl(ttl)
-        if tags:  # never outlive the record of a removal of its tags (see TAG_RETENTION)
-            physical = min(physical, TAG_RETENTION)
-        return Staged(skey, data, physical, opts, version)
+        return Staged(skey, data, opts.physical_ttl(ttl, bool(tags)), opts, version)
 
     async def _commit(self, staged: Staged | None) -> None:
         """Do the L2 write that :meth:`_stage` left (a set, or a delete for ``ttl=0``)."""
@@ -1029,8 +1029,7 @@ class AsyncDataFerry:
             await self._delete(list(values), opts)
             return
         core = self._core
-        if self._l2 is not None and not opts.skip_distributed and self._core.codec.encrypts:
-            await self._floor()  # the current epochs, to encrypt with
+        await self._epochs_for_writes(opts)
         versions = {skey: core.versions.bump(skey) for skey in values}
         now = time.time()
         ttl = opts.logical_ttl()
@@ -1066,9 +1065,7 @@ class AsyncDataFerry:
                 )
                 if tags:
                     core.index_tags(skey, self._tenant, tags)
-        physical = opts.physical_ttl(ttl)
-        if tags:
-            physical = min(physical, TAG_RETENTION)
+        physical = opts.physical_ttl(ttl, bool(tags))
         batch = [(s, d, physical) for s, d in encoded.items() if d is not None]
         if batch and self._l2 is not None:
             await self._l2.set_many(

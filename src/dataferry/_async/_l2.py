@@ -61,7 +61,7 @@ class AsyncDistributedAccessor:
         events: CacheEvents,
         resilience: Resilience | None = None,
         close_timeout: float = 5.0,
-        step: Callable[[str, str | None], Any] | None = None,
+        step: Callable[[str, Sequence[str]], Any] | None = None,
     ) -> None:
         self.backend = backend
         self.resilience = resilience
@@ -70,8 +70,9 @@ class AsyncDistributedAccessor:
         self._events = events
         self._down = False
         self._close_timeout = close_timeout
-        #: ``step(name, key)`` of the cache's telemetry (None: off), around each L2 attempt.
-        self._step: Callable[[str, str | None], Any] | None = step
+        #: ``l2_call(operation, keys)`` of the cache's telemetry (None: off): a span and a
+        #: duration around each attempt.
+        self._step: Callable[[str, Sequence[str]], Any] | None = step
         # Set by any failure or queued write: a success then has bookkeeping to do (reset the
         # breaker, log the recovery, start the replay). Clear, a success costs one test.
         self._dirty = False
@@ -307,7 +308,7 @@ class AsyncDistributedAccessor:
         timeouts = self._timeouts
         step = self._step
         if timeouts is None:  # resilience=None: the layers and the backend only
-            with NO_STEP if step is None else step(f"distributed.{operation}", _one(keys)):
+            with NO_STEP if step is None else step(operation, keys):
                 pending = (
                     self._layered(operation, keys, method, args) if self._layers else method(*args)
                 )
@@ -325,7 +326,7 @@ class AsyncDistributedAccessor:
                     if breaker.state is not CLOSED:
                         probe = breaker.admit()  # raises CircuitOpenError: skipped at once
                     # Telemetry: a span and a duration per attempt, around the layers.
-                    with NO_STEP if step is None else step(f"distributed.{operation}", _one(keys)):
+                    with NO_STEP if step is None else step(operation, keys):
                         if self._layers:
                             result = await self._layered(operation, keys, method, args)
                         else:
@@ -446,10 +447,6 @@ class AsyncDistributedAccessor:
             await self._backend.aclose()
         except Exception as exc:
             self._note_failure("close", exc)
-
-
-def _one(keys: Sequence[str]) -> str | None:
-    return keys[0] if len(keys) == 1 else None
 
 
 def _misuse(exc: Exception) -> bool:

@@ -311,10 +311,10 @@ class AsyncL2Writer:
         replayed = 0
         ok = True
         try:
-            todo = await self._unless_superseded(batch, left)
-            if len(todo) < len(batch) and self.on_written is not None:
-                outdated = [k for k, _ in batch if k not in dict(todo)]
+            outdated = await self._superseded(batch, left)
+            if outdated and self.on_written is not None:
                 await self._tell("superseded", outdated, outdated)
+            todo = [(k, op) for k, op in batch if k in left] if outdated else batch
             for operation, keys, method, args in self._calls(todo):
                 try:
                     await self._run(operation, keys, False, method, *args)
@@ -331,10 +331,10 @@ class AsyncL2Writer:
             self._settle(batch, left, outcome, replayed)
         return ok
 
-    async def _unless_superseded(
-        self, batch: list[tuple[str, Op]], left: dict[str, Op]
-    ) -> list[tuple[str, Op]]:
-        """The batch without the replayed writes that another node has outdated meanwhile.
+    async def _superseded(self, batch: list[tuple[str, Op]], left: dict[str, Op]) -> list[str]:
+        """The replayed writes of ``batch`` that another node has outdated meanwhile.
+
+        They are taken out of ``left`` (done: the L2 holds a newer value than theirs).
 
         A write replayed after an outage must not replace a newer entry written by another
         node while this one could not reach the L2: entries carry their creation time, so
@@ -343,22 +343,21 @@ class AsyncL2Writer:
         """
         replays = [k for k, op in batch if op.kind is SET and not op.fresh]
         if not replays:
-            return batch
+            return []
         try:
             current = await self._run("get_many", replays, True, self._backend.aget_many, replays)
         except Exception:
-            return batch  # the write will fail too, and be tried again
-        newer = set()
+            return []  # the write will fail too, and be tried again
+        newer = []
         for skey, data in zip(replays, current, strict=True):
             mine = left[skey].data
             if data is None or mine is None:
                 continue
             theirs_at, mine_at = created_at(data), created_at(mine)
             if theirs_at is not None and mine_at is not None and theirs_at > mine_at:
-                newer.add(skey)
-        for skey in newer:
-            left.pop(skey)  # done: the L2 holds a newer value than ours
-        return [(k, op) for k, op in batch if k not in newer]
+                newer.append(skey)
+                del left[skey]
+        return newer
 
     async def _tell(self, operation: str, keys: list[str], replayed: list[str]) -> None:
         assert self.on_written is not None

@@ -31,7 +31,7 @@ from dataferry._memory import MemoryCache
 from dataferry._options import Entry, EntryOptions
 from dataferry._resilience import DEFAULT_RESILIENCE, Resilience, check_resilience
 from dataferry._resolve import Resolved
-from dataferry._scopes import TAG_RETENTION, Floor
+from dataferry._scopes import Floor
 from dataferry._synchronization import Runtime
 from dataferry._telemetry import (
     DEFAULT_TELEMETRY,
@@ -182,7 +182,7 @@ class DataFerry:
                 core.events,
                 policy,
                 runtime.close_timeout,
-                step=None if tel is None else tel.step,
+                step=None if tel is None else tel.l2_call,
             )
         flights = SingleFlight(core.events, runtime, core.join_timeout)
         bp = None
@@ -527,11 +527,8 @@ class DataFerry:
         dec = core.fresh(skey, data, self._tenant, type, floor)
         if dec is MISS:
             return MISS
-        if dec.tags:
-            removed = self._tag_removed(dec.tags, dec.created_at)
-            core.counted(skey, not removed)
-            if removed:
-                return MISS
+        if dec.tags and not self._tags_hold(skey, dec.tags, dec.created_at):
+            return MISS
         assert data is not None
         self._fill_l1(skey, dec, opts, type, len(data), time.time(), 0.0, started)
         return dec.value
@@ -552,6 +549,20 @@ class DataFerry:
                 if unseeded:
                     seed_epochs(self, unseeded)
         return scopes.floor(self._tenant, names)
+
+    def _epochs_for_writes(self, opts: Resolved) -> None:
+        """Before encrypting entries for L2: make sure this view's key epochs are current."""
+        if self._l2 is not None and not opts.skip_distributed and self._core.codec.encrypts:
+            self._floor()
+
+    def _tags_hold(self, skey: str, tags: tuple[str, ...], created_at: float) -> bool:
+        """Whether an L2 entry of ``skey`` with ``tags`` outlived their removals.
+
+        Counts the lookup as a hit or a miss (entries with tags are counted once checked).
+        """
+        held = not self._tag_removed(tags, created_at)
+        self._core.counted(skey, held)
+        return held
 
     def _tag_removed(self, tags: tuple[str, ...], created_at: float) -> bool:
         """Whether any of ``tags`` was removed at or after ``created_at`` (in this tenant)."""
@@ -725,9 +736,7 @@ class DataFerry:
                 )
                 storage = dict(zip([k for k, _ in pairs], skeys, strict=True))
                 for k, created_at, tags in tagged:
-                    removed = self._tag_removed(tags, created_at)
-                    core.counted(storage[k], not removed)
-                    if removed:
+                    if not self._tags_hold(storage[k], tags, created_at):
                         del values[k]
             return values
         found, missing = self._l1_get_many(pairs, opts, type)
@@ -767,12 +776,7 @@ class DataFerry:
             kept = []
             for entry in found:
                 dec = entry[1]
-                if not dec.tags:
-                    kept.append(entry)
-                    continue
-                removed = self._tag_removed(dec.tags, dec.created_at)
-                core.counted(entry[0], not removed)
-                if not removed:
+                if not dec.tags or self._tags_hold(entry[0], dec.tags, dec.created_at):
                     kept.append(entry)
             found = kept
         if core.memory is not None and not opts.skip_memory:
@@ -881,8 +885,7 @@ class DataFerry:
         *,
         strict: bool,
     ) -> None:
-        if self._l2 is not None and not opts.skip_distributed and self._core.codec.encrypts:
-            self._floor()  # the current epochs, to encrypt with
+        self._epochs_for_writes(opts)
         self._commit(self._stage(skey, value, opts, tags, strict=strict))
 
     def _stage(
@@ -941,10 +944,7 @@ class DataFerry:
                 core.index_tags(skey, self._tenant, tags)
         if data is None:
             return None
-        physical = opts.physical_ttl(ttl)
-        if tags:  # never outlive the record of a removal of its tags (see TAG_RETENTION)
-            physical = min(physical, TAG_RETENTION)
-        return Staged(skey, data, physical, opts, version)
+        return Staged(skey, data, opts.physical_ttl(ttl, bool(tags)), opts, version)
 
     def _commit(self, staged: Staged | None) -> None:
         """Do the L2 write that :meth:`_stage` left (a set, or a delete for ``ttl=0``)."""
@@ -1004,8 +1004,7 @@ class DataFerry:
             self._delete(list(values), opts)
             return
         core = self._core
-        if self._l2 is not None and not opts.skip_distributed and self._core.codec.encrypts:
-            self._floor()  # the current epochs, to encrypt with
+        self._epochs_for_writes(opts)
         versions = {skey: core.versions.bump(skey) for skey in values}
         now = time.time()
         ttl = opts.logical_ttl()
@@ -1041,9 +1040,7 @@ class DataFerry:
                 )
                 if tags:
                     core.index_tags(skey, self._tenant, tags)
-        physical = opts.physical_ttl(ttl)
-        if tags:
-            physical = min(physical, TAG_RETENTION)
+        physical = opts.physical_ttl(ttl, bool(tags))
         batch = [(s, d, physical) for s, d in encoded.items() if d is not None]
         if batch and self._l2 is not None:
             self._l2.set_many(

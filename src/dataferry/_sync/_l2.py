@@ -62,7 +62,7 @@ class DistributedAccessor:
         events: CacheEvents,
         resilience: Resilience | None = None,
         close_timeout: float = 5.0,
-        step: Callable[[str, str | None], Any] | None = None,
+        step: Callable[[str, Sequence[str]], Any] | None = None,
     ) -> None:
         self.backend = backend
         self.resilience = resilience
@@ -71,8 +71,9 @@ class DistributedAccessor:
         self._events = events
         self._down = False
         self._close_timeout = close_timeout
-        #: ``step(name, key)`` of the cache's telemetry (None: off), around each L2 attempt.
-        self._step: Callable[[str, str | None], Any] | None = step
+        #: ``l2_call(operation, keys)`` of the cache's telemetry (None: off): a span and a
+        #: duration around each attempt.
+        self._step: Callable[[str, Sequence[str]], Any] | None = step
         # Set by any failure or queued write: a success then has bookkeeping to do (reset the
         # breaker, log the recovery, start the replay). Clear, a success costs one test.
         self._dirty = False
@@ -308,7 +309,7 @@ class DistributedAccessor:
         timeouts = self._timeouts
         step = self._step
         if timeouts is None:  # resilience=None: the layers and the backend only
-            with NO_STEP if step is None else step(f"distributed.{operation}", _one(keys)):
+            with NO_STEP if step is None else step(operation, keys):
                 pending = (
                     self._layered(operation, keys, method, args) if self._layers else method(*args)
                 )
@@ -326,7 +327,7 @@ class DistributedAccessor:
                     if breaker.state is not CLOSED:
                         probe = breaker.admit()  # raises CircuitOpenError: skipped at once
                     # Telemetry: a span and a duration per attempt, around the layers.
-                    with NO_STEP if step is None else step(f"distributed.{operation}", _one(keys)):
+                    with NO_STEP if step is None else step(operation, keys):
                         if self._layers:
                             result = self._layered(operation, keys, method, args)
                         else:
@@ -447,10 +448,6 @@ class DistributedAccessor:
             self._backend.close()
         except Exception as exc:
             self._note_failure("close", exc)
-
-
-def _one(keys: Sequence[str]) -> str | None:
-    return keys[0] if len(keys) == 1 else None
 
 
 def _misuse(exc: Exception) -> bool:
