@@ -3,8 +3,9 @@
 Small seeded workloads, replayed through ``MemoryCache`` (get, and set on a miss) next to a
 reference LRU. They guard the adaptation (the window sizes W-TinyLFU chooses from by miniature
 simulation), not the exact figures: ``benchmarks/bench_hit_ratio.py`` measures those on real
-and larger synthetic traces. The margins hold under any ``PYTHONHASHSEED`` (the sketch and
-the sampling hash the keys with ``hash()``).
+and larger synthetic traces. The sketch and the sampling hash the keys with ``hash()``, which
+is randomized per process, so each margin was set from a measurement over 40-60
+``PYTHONHASHSEED`` values (given next to it).
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ Workload = Callable[[random.Random], list[str]]
 @pytest.mark.parametrize(
     ("workload", "capacity", "margin"),
     [
-        (sliding_loop, CAPACITY, 1.0),
+        # Behind LRU by 0.13-0.96 points over 40 hash seeds, and 1.06 once in CI: 1.0 was too
+        # tight for that tail.
+        (sliding_loop, CAPACITY, 1.5),
+        # 0.12-0.42 points over the same 40 seeds.
         (re_reference, CAPACITY, 1.0),
         # The window is only grown once the walk first turns back (its keys were not kept
         # before): behind LRU by 0.43-3.20 points over 60 hash seeds (median 0.89, p95
