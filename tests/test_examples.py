@@ -334,3 +334,78 @@ def test_doc_cost_tables_are_filled_in() -> None:
     costs = doc_section("What it costs") + doc_section("L1-hit spans")
     assert "BENCH_" not in costs
     assert len(re.findall(r"\d\.\d+x", costs)) >= 10
+
+
+# == examples/fastapi_app.py =======================================================================
+
+
+async def test_fastapi_example_caches_validates_and_invalidates() -> None:
+    import importlib
+
+    import httpx
+
+    # The module uvicorn loads (``uvicorn examples.fastapi_app:app``), imported the same way.
+    example = importlib.import_module("examples.fastapi_app")
+    assert example.app.title == "Catalogue"
+    db = example.Database(latency=0)
+    cache = df.AsyncDataFerry(namespace="catalogue")
+    app = example.create_app(cache, db)
+    transport = httpx.ASGITransport(app=app)  # runs no lifespan: entered here
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        # A product: computed once, then from the cache, with a validator.
+        first = await client.get("/products/1")
+        again = await client.get("/products/1")
+        assert first.json() == {
+            "name": "Teapot",
+            "name_fr": "Théière",
+            "category": "kitchen",
+            "price": 24.0,
+        }
+        assert again.content == first.content
+        assert db.queries == 1
+        assert first.headers["cache-control"] == "max-age=60"
+        revalidated = await client.get(
+            "/products/1", headers={"If-None-Match": first.headers["etag"]}
+        )
+        assert (revalidated.status_code, revalidated.content) == (304, b"")
+        # Not found: answered every time, never cached.
+        assert [(await client.get("/products/99")).status_code for _ in range(2)] == [404, 404]
+        assert db.queries == 3
+
+        # The list: one entry per language, whatever the order of the query string.
+        fr = {"Accept-Language": "fr"}
+        cheap_fr = await client.get("/products?category=kitchen&max_price=30", headers=fr)
+        assert cheap_fr.json() == [{"id": 1, "name": "Théière", "price": 24.0}]
+        assert cheap_fr.headers["vary"] == "Accept-Language"
+        await client.get("/products?max_price=30&category=kitchen", headers=fr)
+        assert db.queries == 4
+        cheap_en = await client.get("/products?category=kitchen&max_price=30")
+        assert cheap_en.json() == [{"id": 1, "name": "Teapot", "price": 24.0}]
+        assert db.queries == 5
+
+        # A value cached by a handler through the injected cache.
+        stats = [(await client.get("/categories/kitchen/stats")).json() for _ in range(2)]
+        assert (
+            stats[0] == stats[1] == {"category": "kitchen", "products": 2, "average_price": 31.75}
+        )
+        assert db.queries == 6
+
+        # An update invalidates by tag: the product, its lists and the statistics.
+        teapot = {"name": "Teapot", "name_fr": "Théière", "category": "kitchen", "price": 20.0}
+        assert (await client.put("/products/1", json=teapot)).status_code == 200
+        updated = await client.get("/products/1", headers={"If-None-Match": first.headers["etag"]})
+        assert updated.status_code == 200
+        assert updated.json()["price"] == 20.0
+        cheap_fr = await client.get("/products?category=kitchen&max_price=30", headers=fr)
+        assert cheap_fr.json() == [{"id": 1, "name": "Théière", "price": 20.0}]
+        stats_now = (await client.get("/categories/kitchen/stats")).json()
+        assert stats_now["average_price"] == 29.75
+        # The other product's page did not depend on the change: still cached.
+        await client.get("/products/2")
+        queries = db.queries
+        await client.get("/products/2")
+        assert db.queries == queries
+    assert cache.closed

@@ -32,7 +32,7 @@ def test_every_public_name_is_documented(name: str) -> None:
 
 
 #: Public submodules: imported as ``dataferry.<name>``, each with a documented ``__all__``.
-PUBLIC_MODULES = {"events", "testing"}
+PUBLIC_MODULES = {"contrib", "events", "testing"}
 
 
 def test_private_modules_are_private() -> None:

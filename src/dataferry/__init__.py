@@ -4,7 +4,9 @@ Everything public is importable from ``dataferry``; modules whose names start wi
 private and may change without notice.
 """
 
+from dataferry._async._datasource import AsyncCachedSource
 from dataferry._async._facade import AsyncDataFerry
+from dataferry._async._loader import AsyncLoader
 from dataferry._backends import (
     Backplane,
     DistributedCache,
@@ -13,6 +15,7 @@ from dataferry._backends import (
     SQLiteCache,
 )
 from dataferry._builder import Builder
+from dataferry._cache_warmer import CacheWarmer
 from dataferry._codec import (
     AesGcmEncryptor,
     Codec,
@@ -45,23 +48,33 @@ from dataferry._layers import DistributedLayer
 from dataferry._memory import EvictionPolicy, MemoryCache, MemoryStats, estimate_size
 from dataferry._options import NOT_GIVEN, Entry, EntryOptions, NotGiven
 from dataferry._resilience import Resilience
+from dataferry._sources import AsyncDataSource, DataSource
+from dataferry._sync._datasource import CachedSource
 from dataferry._sync._facade import DataFerry
+from dataferry._sync._loader import Loader
 from dataferry._telemetry import Telemetry
+from dataferry._warming import KeySeeder, WarmFailure, WarmProgress, WarmReport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AesGcmEncryptor",
+    "AsyncCachedSource",
     "AsyncDataFerry",
+    "AsyncDataSource",
+    "AsyncLoader",
     "Backplane",
     "Builder",
     "CacheClosedError",
+    "CacheWarmer",
+    "CachedSource",
     "CircuitOpenError",
     "Codec",
     "Compressor",
     "ConfigurationError",
     "DataFerry",
     "DataFerryError",
+    "DataSource",
     "DistributedCache",
     "DistributedCacheError",
     "DistributedLayer",
@@ -74,9 +87,11 @@ __all__ = [
     "InvalidKeyError",
     "InvalidTenantError",
     "JsonSerializer",
+    "KeySeeder",
     "Keyring",
     "KeyringError",
     "LatencyHistogram",
+    "Loader",
     "Lz4Compressor",
     "MemoryCache",
     "MemoryStats",
@@ -93,6 +108,9 @@ __all__ = [
     "Serializer",
     "Stats",
     "Telemetry",
+    "WarmFailure",
+    "WarmProgress",
+    "WarmReport",
     "ZstdCompressor",
     "__version__",
     "estimate_size",

@@ -15,6 +15,9 @@ methods and the same meaning:
   close. Async: a task in the event loop that started it; sync: a daemon thread.
 - :data:`AsyncCancelled` / :data:`Cancelled`: the cancellation exception (sync code is never
   cancelled, so its twin is a class nothing raises).
+- :class:`AsyncBatcher` / :class:`Batcher`: coalesces the keys asked for concurrently into one
+  call per batch (the loader's DataLoader-style batching). Async: the keys asked for in one
+  iteration of the event loop; threads: the keys asked for within a small window.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -36,10 +39,12 @@ from dataferry._errors import CacheClosedError, ConfigurationError
 
 __all__ = [
     "TIMED_OUT",
+    "AsyncBatcher",
     "AsyncCancelled",
     "AsyncOutcome",
     "AsyncRun",
     "AsyncRuntime",
+    "Batcher",
     "Cancelled",
     "Outcome",
     "Run",
@@ -579,3 +584,254 @@ class Worker:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+
+# -- batching (the loader) ------------------------------------------------------------------------
+
+
+class _AsyncBatch:
+    """The keys of one async batch, and a future for each caller waiting for them.
+
+    A future per caller rather than one shared future that each caller shields: cancelling a
+    caller cancels its own future only, and waking a caller costs one step of the event loop
+    instead of two (the shield's callback, then the caller), a third of a load's overhead.
+    """
+
+    __slots__ = ("full", "keys", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timed: bool) -> None:
+        self.keys: dict[str, None] = {}  # an ordered set: a key asked for twice is loaded once
+        self.waiters: list[asyncio.Future[Any]] = []
+        #: Done when the batch reached its size limit (only a timed batch waits for it).
+        self.full: asyncio.Future[None] | None = loop.create_future() if timed else None
+
+    def settle(self, result: Any, error: BaseException | None) -> None:
+        """Hand ``result`` (or a copy of ``error`` each) to the callers still waiting."""
+        if error is None:
+            for fut in self.waiters:
+                if not fut.done():
+                    fut.set_result(result)
+            return
+        tb = error.__traceback__
+        for fut in self.waiters:
+            if fut.done():
+                continue  # its caller was cancelled
+            if isinstance(error, AsyncCancelled):
+                fut.cancel()
+            else:
+                fut.set_exception(_rethrow(error, tb))
+                fut.exception()  # retrieved: a caller gone meanwhile is no "never retrieved"
+
+
+class AsyncBatcher:
+    """Coalesces the keys that tasks ask for concurrently into one ``run(keys)`` per batch.
+
+    The first key asked for in an iteration of the event loop opens a batch and schedules the
+    task that runs it after the tasks already scheduled (every coroutine of one
+    ``asyncio.gather``, say), so every key they ask for joins the batch. With ``window``
+    > 0 the batch also waits that long for keys asked for later. A batch that reaches
+    ``max_size`` keys goes at once, and later keys open the next one. Batches are per event
+    loop (a cache may be used from several). ``run`` runs in a task the cache owns: a caller
+    that is cancelled stops waiting, and the batch goes on for the others.
+    """
+
+    #: The window when none is given: one iteration of the event loop.
+    DEFAULT_WINDOW = 0.0
+
+    __slots__ = ("_lock", "_open", "_run", "_runtime", "max_size", "window")
+
+    def __init__(
+        self,
+        run: Callable[[list[str]], Coroutine[Any, Any, Mapping[str, Any]]],
+        runtime: AsyncRuntime,
+        *,
+        window: float | None,
+        max_size: int | None,
+    ) -> None:
+        self._run = run
+        self._runtime = runtime
+        self.window = self.DEFAULT_WINDOW if window is None else window
+        self.max_size = max_size
+        self._open: dict[asyncio.AbstractEventLoop, _AsyncBatch] = {}
+        # A real lock: loops in two threads may ask at the same time.
+        self._lock = threading.Lock()
+
+    async def get(self, keys: Iterable[str]) -> Mapping[str, Any]:
+        """Wait for the batches that ``keys`` join; return what ``run`` returned for them.
+
+        The mapping holds every key asked for that ``run`` returned (and may hold other keys
+        of the same batches). An exception of ``run`` is raised here, in every caller.
+        """
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = []
+        last: _AsyncBatch | None = None
+        max_size = self.max_size
+        with self._lock:
+            for key in keys:
+                batch = self._open.get(loop)
+                if batch is None:
+                    batch = self._open[loop] = _AsyncBatch(loop, self.window > 0)
+                    # Through call_soon, not a task made here: an eager task factory (3.12+)
+                    # would run the batch at once, with this one key (and under this lock).
+                    loop.call_soon(self._runtime.spawn, self._dispatch, loop, batch)
+                if batch is not last:
+                    last = batch
+                    fut = loop.create_future()
+                    batch.waiters.append(fut)
+                    futures.append(fut)
+                batch.keys[key] = None
+                if max_size is not None and len(batch.keys) >= max_size:
+                    del self._open[loop]  # closed: the next key opens a new batch
+                    if batch.full is not None:
+                        batch.full.set_result(None)
+        if len(futures) == 1:
+            result: Mapping[str, Any] = await futures[0]
+            return result
+        found: dict[str, Any] = {}
+        for fut in futures:
+            found.update(await fut)
+        return found
+
+    async def _dispatch(self, loop: asyncio.AbstractEventLoop, batch: _AsyncBatch) -> None:
+        if batch.full is not None:
+            await asyncio.wait((batch.full,), timeout=self.window)
+        with self._lock:
+            if self._open.get(loop) is batch:
+                del self._open[loop]
+        try:
+            result = await self._run(list(batch.keys))
+        except AsyncCancelled as exc:
+            # Only the cache's close (or the end of the loop) cancels a batch's task.
+            if self._runtime.closed:
+                batch.settle(None, CacheClosedError("the cache closed before the batch loaded"))
+            else:
+                batch.settle(None, exc)
+            raise
+        except BaseException as exc:
+            batch.settle(None, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            batch.settle(result, None)
+
+
+class _Batch:
+    """Thread twin of :class:`_AsyncBatch`."""
+
+    __slots__ = ("busy", "full", "keys", "outcome")
+
+    def __init__(self, busy: bool) -> None:
+        self.keys: dict[str, None] = {}
+        self.outcome = Outcome()
+        self.full = threading.Event()
+        #: Another batch of the batcher was loading when this one opened.
+        self.busy = busy
+
+
+class Batcher:
+    """Thread twin of :class:`AsyncBatcher`: the keys that threads ask for within a window.
+
+    The first thread to ask opens a batch and leads it: it waits ``window`` seconds (less if
+    the batch reaches ``max_size`` keys) for other threads to add theirs, then runs the batch
+    itself and hands the result to them; keys asked for once it has left open the next batch.
+    Without a ``window`` (None), the leader waits :data:`DEFAULT_WINDOW` only when another
+    batch is loading (threads are asking concurrently), and runs at once otherwise, so a
+    thread on its own never waits for company that isn't coming. Nobody polls: the leader
+    waits on an event that a full batch sets, the others on the batch's outcome.
+    """
+
+    #: Seconds a batch collects keys while another batch is loading, when no window is given.
+    DEFAULT_WINDOW = 0.001
+
+    __slots__ = (
+        "_adaptive",
+        "_loading",
+        "_lock",
+        "_open",
+        "_run",
+        "_runtime",
+        "max_size",
+        "window",
+    )
+
+    def __init__(
+        self,
+        run: Callable[[list[str]], Mapping[str, Any]],
+        runtime: Runtime,
+        *,
+        window: float | None,
+        max_size: int | None,
+    ) -> None:
+        self._run = run
+        self._runtime = runtime
+        self._adaptive = window is None
+        self.window = self.DEFAULT_WINDOW if window is None else window
+        self.max_size = max_size
+        self._open: _Batch | None = None
+        self._loading = 0  # batches running now
+        self._lock = threading.Lock()
+
+    def get(self, keys: Iterable[str]) -> Mapping[str, Any]:
+        """Wait for the batches that ``keys`` join (running those this thread leads).
+
+        Returns what ``run`` returned for them (see :meth:`AsyncBatcher.get`).
+        """
+        lead: list[_Batch] = []
+        joined: list[_Batch] = []
+        last: _Batch | None = None
+        max_size = self.max_size
+        with self._lock:
+            for key in keys:
+                batch = self._open
+                if batch is None:
+                    batch = self._open = _Batch(self._loading > 0)
+                    lead.append(batch)
+                elif batch is not last:
+                    joined.append(batch)
+                last = batch
+                batch.keys[key] = None
+                if max_size is not None and len(batch.keys) >= max_size:
+                    self._open = None
+                    batch.full.set()
+        # Run the batches this thread leads before waiting for any other: two threads that
+        # each lead one batch and joined the other's never wait for each other.
+        for i, batch in enumerate(lead):
+            try:
+                self._dispatch(batch)
+            except BaseException as exc:  # KeyboardInterrupt...: the rest must not hang
+                for rest in lead[i + 1 :]:
+                    self._close(rest)
+                    rest.outcome.settle(None, exc)
+                raise
+        batches = [*lead, *joined]
+        if len(batches) == 1:
+            result: Mapping[str, Any] = batches[0].outcome.wait(None)
+            return result
+        found: dict[str, Any] = {}
+        for batch in batches:
+            found.update(batch.outcome.wait(None))
+        return found
+
+    def _close(self, batch: _Batch) -> None:
+        with self._lock:
+            if self._open is batch:
+                self._open = None
+
+    def _dispatch(self, batch: _Batch) -> None:
+        if self.window > 0 and not batch.full.is_set() and (batch.busy or not self._adaptive):
+            batch.full.wait(self.window)
+        with self._lock:
+            if self._open is batch:
+                self._open = None
+            self._loading += 1
+        try:
+            result = self._run(list(batch.keys))
+        except BaseException as exc:
+            batch.outcome.settle(None, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            batch.outcome.settle(result, None)
+        finally:
+            with self._lock:
+                self._loading -= 1

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from typing_extensions import Self
 
 from dataferry._async._backplane import Action, AsyncBackplaneAccessor
-from dataferry._async._flight import AsyncSingleFlight
+from dataferry._async._datasource import AsyncCachedSource
+from dataferry._async._decorator import AsyncCachedDecorator, cached_decorator
+from dataferry._async._flight import AsyncSingleFlight, KeyFailure
 from dataferry._async._l2 import AsyncDistributedAccessor
-from dataferry._async._pipeline import AsyncCompute, Staged, serve_refreshing
+from dataferry._async._loader import AsyncLoader
+from dataferry._async._pipeline import AsyncCompute, Staged, Stale, serve_refreshing
 from dataferry._async._tags import clear, ensure, remove_by_tag, seed_epochs
 from dataferry._backends import Backplane, DistributedCache
 from dataferry._callables import AsyncFactory, AsyncLoadMany
@@ -27,10 +30,11 @@ from dataferry._freshness import L1Plan, plan_l1
 from dataferry._keys import check_tenant
 from dataferry._layers import DistributedLayer
 from dataferry._memory import MemoryCache
-from dataferry._options import Entry, EntryOptions
+from dataferry._options import NOT_GIVEN, Entry, EntryOptions
 from dataferry._resilience import DEFAULT_RESILIENCE, Resilience, check_resilience
 from dataferry._resolve import Resolved
 from dataferry._scopes import Floor
+from dataferry._sources import AsyncSourceLike
 from dataferry._synchronization import AsyncRuntime
 from dataferry._telemetry import (
     DEFAULT_TELEMETRY,
@@ -48,8 +52,13 @@ __all__ = ["AsyncDataFerry"]
 T = TypeVar("T")
 D = TypeVar("D")
 E = TypeVar("E", bound=CacheEvent)
+K = TypeVar("K")
 
 _MiB = 1024 * 1024
+
+
+def _no_factory() -> None:
+    """The factory of a batch key's fail-safe work, which only serves its stale value."""
 
 
 class AsyncDataFerry:
@@ -787,8 +796,14 @@ class AsyncDataFerry:
                 found[k] = value
         return found, missing
 
-    async def _l2_get_many(self, skeys: list[str], opts: Resolved, type: Any) -> dict[str, Any]:
-        """``{skey: value}`` of the fresh L2 entries among ``skeys`` (also put in L1)."""
+    async def _l2_get_many(
+        self, skeys: list[str], opts: Resolved, type: Any, stale: dict[str, Stale] | None = None
+    ) -> dict[str, Any]:
+        """``{skey: value}`` of the fresh L2 entries among ``skeys`` (also put in L1).
+
+        With fail-safe, the stale entries still in their fail-safe window are put in
+        ``stale`` (when newer than what it holds), as a ``get_or_set`` miss keeps them.
+        """
         l2 = self._l2
         if l2 is None or opts.skip_distributed or not skeys:
             return {}
@@ -797,6 +812,8 @@ class AsyncDataFerry:
         floor = await self._floor()
         blobs = await l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
         found = core.fresh_many(skeys, blobs, self._tenant, type, floor)
+        if stale is not None and opts.fail_safe and len(found) < len(skeys):
+            await self._stale_many(skeys, blobs, found, opts, type, floor, stale)
         if any(dec.tags for _, dec, _ in found):
             kept = []
             for entry in found:
@@ -809,6 +826,42 @@ class AsyncDataFerry:
             for skey, dec, size in found:
                 self._fill_l1(skey, dec, opts, type, size, now, 0.0, started)
         return {skey: dec.value for skey, dec, _ in found}
+
+    async def _stale_many(
+        self,
+        skeys: list[str],
+        blobs: list[bytes | None],
+        found: list[tuple[str, Decoded, int]],
+        opts: Resolved,
+        type: Any,
+        floor: Floor,
+        stale: dict[str, Stale],
+    ) -> None:
+        """Add the fail-safe candidates of a batch read (expired, in their window) to ``stale``."""
+        fresh = {skey for skey, _, _ in found}
+        left = [
+            (s, d) for s, d in zip(skeys, blobs, strict=True) if d is not None and s not in fresh
+        ]
+        if not left:
+            return
+        now = time.time()
+        # Decoded again without reporting faults: fresh_many has counted and logged them.
+        olds, _ = self._core.codec.decode_many(
+            [s for s, _ in left],
+            [d for _, d in left],
+            tenant=floor.kdf,
+            type=type,
+            fresh_after=now - opts.stale_window,
+            created_after=floor.at,
+        )
+        for skey, dec, _ in olds:
+            if dec.logical_expiry > now:
+                continue  # fresh, yet not found: its tags were removed
+            if dec.tags and await self._tag_removed(dec.tags, dec.created_at):
+                continue  # removed by tag: not a fail-safe candidate either
+            old = stale.get(skey)
+            if old is None or dec.created_at > old.created_at:
+                stale[skey] = Stale(dec.value, dec.created_at, dec.logical_expiry, dec.tags)
 
     async def get_or_set_many(
         self,
@@ -824,7 +877,14 @@ class AsyncDataFerry:
 
         ``load_many(missing_keys)`` (sync or async) returns a mapping; keys it leaves out are
         absent from the result and not cached. Each key is single-flight: keys that another
-        call is already computing are waited for, not loaded twice.
+        call is already computing are waited for, not loaded twice. When ``load_many`` raises
+        and the options ask for fail-safe, each key with a stale value still in its fail-safe
+        window gets that value (as ``get_or_set`` does); if any key is left without one, the
+        exception is raised. Nothing is cached from a failed call.
+
+        Raises:
+            ConfigurationError: ``load_many`` is not callable, or returned no mapping.
+
         """
         self._runtime.check_open()
         core = self._core
@@ -835,21 +895,62 @@ class AsyncDataFerry:
             core.codec.check_type(type)
         opts = core.resolve(ttl, options)
         tag_tuple = core.tags_of(tags)
-        found, missing = self._l1_get_many(pairs, opts, type)
-        if missing:
-            user_key = dict((skey, k) for k, skey in missing)
-
-            async def read(skeys: list[str]) -> dict[str, Any]:
-                return await self._l2_get_many(skeys, opts, type)
-
-            async def load(skeys: list[str]) -> dict[str, Any]:
-                return await self._load_many(skeys, user_key, load_many, opts, tag_tuple)
-
-            with core.op("get_or_set_many", None, self._tenant):
-                results = await self._flights.run_many(list(user_key), read, load)
-            for skey, value in results.items():
-                found[user_key[skey]] = value if type is None else self._typed(value, type)
+        found, failed = await self._get_or_set_many(pairs, load_many, opts, tag_tuple, type)
+        if failed:
+            raise next(iter(failed.values()))
         return {k: found[k] for k, _ in pairs if k in found}
+
+    async def _get_or_set_many(
+        self,
+        pairs: list[tuple[str, str]],
+        load_many: AsyncLoadMany[Any],
+        opts: Resolved,
+        tags: tuple[str, ...],
+        type: Any,
+    ) -> tuple[dict[str, Any], dict[str, Exception]]:
+        """The work of :meth:`get_or_set_many` (and of a loader's batch), arguments checked.
+
+        Returns ``({key: value}, {key: exception})``: the keys found or loaded, and the keys
+        that got no value because ``load_many`` failed (fail-safe had none to serve). A
+        failure is per key, so the keys of the batch found in L1 or L2 keep their values.
+        """
+        found, missing = self._l1_get_many(pairs, opts, type)
+        failures: dict[str, Exception] = {}
+        if not missing:
+            return found, failures
+        stale: dict[str, Stale] = {}
+        if opts.fail_safe or opts.refreshes:
+            rest = []
+            for k, skey in missing:
+                # A value past its refresh point (not its expiry) is served as get does; an
+                # expired one is kept as the key's fail-safe candidate.
+                value, old = serve_refreshing(self, skey, opts, type, None, tags)
+                if value is not MISS:
+                    found[k] = value
+                    continue
+                if old is not None:
+                    stale[skey] = old
+                rest.append((k, skey))
+            missing = rest
+            if not missing:
+                return found, failures
+        core = self._core
+        user_key = dict((skey, k) for k, skey in missing)
+
+        async def read(skeys: list[str]) -> dict[str, Any]:
+            return await self._l2_get_many(skeys, opts, type, stale)
+
+        async def load(skeys: list[str]) -> dict[str, Any]:
+            return await self._load_many(skeys, user_key, load_many, opts, tags, stale)
+
+        with core.op("get_or_set_many", None, self._tenant):
+            results = await self._flights.run_many(list(user_key), read, load)
+        for skey, value in results.items():
+            if isinstance(value, KeyFailure):
+                failures[user_key[skey]] = value.error
+            else:
+                found[user_key[skey]] = value if type is None else self._typed(value, type)
+        return found, failures
 
     async def _load_many(
         self,
@@ -858,24 +959,50 @@ class AsyncDataFerry:
         load_many: AsyncLoadMany[Any],
         opts: Resolved,
         tags: tuple[str, ...],
+        stale: dict[str, Stale],
     ) -> dict[str, Any]:
-        """The batch flight's second phase: one ``load_many`` call, its values stored."""
+        """The batch flight's second phase: one ``load_many`` call, its values stored.
+
+        A failure doesn't raise: each key it leaves without a value maps to a
+        :class:`KeyFailure` (which the joiners of that key get too), so the batch's other keys
+        keep their values. With fail-safe, a key whose ``load_many`` raised gets its stale
+        value from ``stale`` instead.
+        """
         core = self._core
         wanted = [user_key[s] for s in skeys]
         core.events.emit("factory_calls", key=None)
         try:
-            with core.step("factory"):
-                loaded = await self._runtime.call(lambda: load_many(wanted))
+            try:
+                with core.step("factory"):
+                    loaded = await self._runtime.call(lambda: load_many(wanted))
+            except Exception as exc:
+                core.events.emit("factory_errors", key=None, error=type(exc).__name__)
+                failure = KeyFailure(exc)
+                return {
+                    s: self._serve_stale(s, stale[s], opts, tags, exc) if s in stale else failure
+                    for s in skeys
+                }
+            # Not fail-safe: a load_many that returns no mapping is a mistake to show.
+            if not isinstance(loaded, Mapping):
+                raise ConfigurationError(
+                    f"load_many must return a mapping, got {loaded.__class__.__name__}"
+                )
+            values = {s: loaded[user_key[s]] for s in skeys if user_key[s] in loaded}
+            await self._store_many(values, opts, tags, strict=False)
         except Exception as exc:
-            core.events.emit("factory_errors", key=None, error=type(exc).__name__)
-            raise
-        if not isinstance(loaded, Mapping):
-            raise ConfigurationError(
-                f"load_many must return a mapping, got {loaded.__class__.__name__}"
-            )
-        values = {s: loaded[user_key[s]] for s in skeys if user_key[s] in loaded}
-        await self._store_many(values, opts, tags, strict=False)
+            failure = KeyFailure(exc)
+            return dict.fromkeys(skeys, failure)
         return values
+
+    def _serve_stale(
+        self, skey: str, stale: Stale, opts: Resolved, tags: tuple[str, ...], exc: Exception
+    ) -> Any:
+        """The stale value of ``skey``, served because ``load_many`` raised ``exc``.
+
+        Through the same rules as a ``get_or_set`` miss (counted, logged, throttled in L1).
+        """
+        work = AsyncCompute(self, skey, _no_factory, opts, tags, None, stale)
+        return work._fall_back(exc, "factory_error")
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -1270,6 +1397,168 @@ class AsyncDataFerry:
             await l2.delete(skey, raise_errors=raise_errors)
         else:
             await l2.compare_and_set(skey, data, stale, raise_errors=raise_errors)
+
+    # -- application surface: @cached (_decorator.py) -------------------------------------------
+
+    def cached(
+        self,
+        ttl: float | timedelta | None = None,
+        *,
+        key: str | Callable[..., str] | None = None,
+        tags: Iterable[str] | None = None,
+        options: EntryOptions | None = None,
+        include_self: bool = False,
+        type: Any = NOT_GIVEN,
+    ) -> AsyncCachedDecorator:
+        """Return a decorator that caches a function's results in this cache, by arguments.
+
+        ::
+
+            @cache.cached(ttl=60, tags=["users"])
+            async def get_user(uid: int) -> User: ...
+
+            user = await get_user(7)       # key "myapp.users.get_user:7" (module.qualname)
+            await get_user.invalidate(7)   # cache.remove(get_user.key(7))
+
+        A call whose key misses runs the function through :meth:`get_or_set`: concurrent
+        calls with the same arguments share one run, and ``ttl``, ``tags`` and ``options``
+        (fail-safe, timeouts...) apply as they do there; the function may return an
+        :class:`Entry` to adapt them. On an async cache the function may be ``async`` or
+        not (calls are awaited either way); a sync cache takes sync functions only.
+
+        Keys: by default ``{module}.{qualname}:`` and the arguments, bound as the function
+        binds them (defaults applied, keyword order irrelevant) and encoded with their
+        types (``1``, ``"1"``, ``1.0`` and ``True`` are four keys). Arguments may be None,
+        bool, int, float, str, bytes, Decimal, UUID, datetime, date, time, timedelta, enums,
+        classes, and tuples, lists, dicts, sets and frozensets of these; an object of another
+        class can define ``__dataferry_key__()`` returning a str. Keys of over 256
+        characters end in a digest of the arguments instead. ``self`` / ``cls`` (the first
+        parameter, so named, of a function defined in a class) is left out, so all instances
+        share entries, unless ``include_self=True`` (then the instance must be keyable).
+        ``key="user:{uid}"`` is a ``str.format`` template of the parameters (``1`` and
+        ``"1"`` give one key there); ``key=callable`` gets the call's arguments (``self``
+        too, for a method) and returns the key.
+
+        Values read from L2 are decoded into the function's return annotation (of an async
+        function: the awaited type; ``Entry[T]``: ``T``), ``type=`` overrides it and
+        ``type=None`` turns decoding off; no annotation, ``Any``, ``None`` or a TypeVar:
+        none.
+
+        The wrapper keeps the function's signature (for type checkers too) and has
+        ``.invalidate(*args, **kwargs)``, ``.key(*args, **kwargs)`` (the key of a call,
+        without namespace or tenant), ``.cache`` and ``__wrapped__``. Methods bind as
+        methods: ``repo.get_user.invalidate(7)``. With ``@classmethod`` or
+        ``@staticmethod``, put ``@cache.cached(...)`` above it (below works for calls; on
+        Python 3.13+ a classmethod's ``.invalidate`` and ``.key`` need it above).
+
+        Raises:
+            ConfigurationError: A bad ``ttl``, ``tags``, ``options`` or ``key``; when a
+                function is decorated: a generator function, a template field that names no
+                parameter, a return type the codec can't decode into, an async function on
+                a sync cache.
+            InvalidKeyError: At a call, an argument default keys can't encode or a ``key``
+                callable that returns no str (nothing is run or written).
+
+        """
+        self._runtime.check_open()
+        return cached_decorator(self, ttl, key, tags, options, include_self, type)
+
+    # -- application surface: loader (_loader.py) -----------------------------------------------
+
+    def loader(
+        self,
+        load_many: AsyncLoadMany[T],
+        *,
+        ttl: float | timedelta | None = None,
+        tags: Iterable[str] | None = None,
+        options: EntryOptions | None = None,
+        type: type[T] | None = None,
+        max_batch_size: int | None = None,
+        window: float | timedelta | None = None,
+    ) -> AsyncLoader[T]:
+        """Return a batched loader (DataLoader style) of ``load_many`` over this cache.
+
+        Concurrent ``loader.load(key)`` calls are coalesced into one batch: one L2 batch read
+        of the L1 misses and one ``load_many`` call of the keys L2 lacks, each key still
+        single-flight and fail-safe (see :class:`AsyncLoader`)::
+
+            users = cache.loader(load_users, ttl=60)   # load_users(keys) -> {key: user}
+            user = await users.load(f"user:{uid}")     # in each of many concurrent tasks
+
+        ``load_many(keys)`` (sync or async) returns a mapping, as for :meth:`get_or_set_many`;
+        ``ttl``, ``tags``, ``options`` and ``type`` apply to every key loaded. A batch holds
+        at most ``max_batch_size`` keys (``None``: no limit); the next keys form the next one.
+        ``window``: how long a batch waits for more keys, unless it fills first (async: by
+        default one iteration of the event loop; sync: by default 1 ms while another batch of
+        the loader is loading, and none for a thread on its own).
+
+        Raises:
+            ConfigurationError: ``load_many`` not callable, a bad option, ttl or tag, a
+                ``max_batch_size`` that is not an int >= 1, a negative ``window``.
+
+        """
+        self._runtime.check_open()
+        return AsyncLoader(
+            self,
+            load_many,
+            ttl=ttl,
+            tags=tags,
+            options=options,
+            type=type,
+            max_batch_size=max_batch_size,
+            window=window,
+        )
+
+    # -- application surface: data sources (_datasource.py) -------------------------------------
+
+    def through(
+        self,
+        source: AsyncSourceLike[K, T],
+        *,
+        prefix: str,
+        ttl: float | timedelta | None = None,
+        tags: Iterable[str] | None = None,
+        options: EntryOptions | None = None,
+        type: type[T] | None = None,
+        not_found_ttl: float | timedelta | None = None,
+    ) -> AsyncCachedSource[K, T]:
+        """Return ``source`` read and written through this cache (read- and write-through).
+
+        ``users = cache.through(UserSource(), prefix="user")``, then ``await users.get(7)``
+        (cached under ``"user:7"``; a miss calls ``source.load(7)`` once for all concurrent
+        callers), ``await users.get_many(ids)`` (one ``source.load_many`` for the misses),
+        ``await users.save(7, user)`` (the source first, then the cache and the backplane:
+        the cache never holds a value the source refused) and ``await users.delete(7)``.
+        See :class:`AsyncDataSource` for what a source is and :class:`AsyncCachedSource` for
+        the details.
+
+        Args:
+            source: The data source (``load``, ``load_many``, ``save``, ``delete``).
+            prefix: The start of every key: id ``7`` is cached as ``f"{prefix}:7"``. Ids are
+                str, int or UUID.
+            ttl: Seconds the values stay fresh (default: the cache's ``default_ttl``).
+            tags: Tags of every entry (``remove_by_tag`` makes them all stale).
+            options: Options of every read and write (fail-safe, timeouts, ``skip_memory``...).
+            type: Decode values into this type (dataclass, pydantic model, msgspec Struct...),
+                whichever level answers, as ``get_or_set(..., type=)`` does.
+            not_found_ttl: Seconds a "not found" (``None`` from ``load``, an id left out by
+                ``load_many``) stays cached; ``0`` doesn't cache it. Default: ``ttl``.
+
+        Raises:
+            ConfigurationError: ``source`` lacks one of the four methods, ``prefix`` is not a
+                non-empty str, or ``ttl``, ``tags``, ``options``, ``type`` is invalid.
+
+        """
+        return AsyncCachedSource(
+            self,
+            source,
+            prefix=prefix,
+            ttl=ttl,
+            tags=tags,
+            options=options,
+            type=type,
+            not_found_ttl=not_found_ttl,
+        )
 
     def __repr__(self) -> str:
         tenant = f", tenant={self._tenant!r}" if self._tenant else ""

@@ -28,7 +28,7 @@ from dataferry._core import MISS
 from dataferry._events import CacheEvents
 from dataferry._synchronization import TIMED_OUT, Cancelled, Outcome, Runtime
 
-__all__ = ["ABSENT", "MissWork", "SingleFlight", "run_alone"]
+__all__ = ["ABSENT", "MissWork", "SingleFlight", "KeyFailure", "run_alone"]
 
 #: A batch producer left this key out (not found): its joiners compute it themselves.
 ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -36,6 +36,20 @@ ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
 _RETRY: Any = type("_Retry", (), {"__repr__": lambda self: "RETRY"})()
 
 Work = Callable[[], Any]
+
+
+class KeyFailure:
+    """A batch producer's result for one key it could not produce: ``error`` reaches its waiters.
+
+    Lets a batch fail per key (the keys it served, from L2 or fail-safe, keep their values)
+    while the joiners of a failed key still get the error, as a single flight's joiners do,
+    instead of each loading the key again.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class MissWork(Protocol):
@@ -182,7 +196,9 @@ class SingleFlight:
 
         The keys nobody is computing are led by this call, with one ``inline(keys)`` (the L2
         batch read) and one ``background(missing)`` (the batch load) for all of them; keys that
-        another call is computing are joined. ``background`` may leave keys out (not found).
+        another call is computing are joined. ``background`` may leave keys out (not found) or
+        map them to a :class:`KeyFailure`; a key whose flight failed (led or joined) is mapped
+        to a :class:`KeyFailure` in the result too.
         """
         found: dict[str, Any] = {}
         pending = list(dict.fromkeys(keys))
@@ -197,7 +213,11 @@ class SingleFlight:
                 self._lead_many(lead, inline, background)
             alone: list[str] = []
             for key, outcome in (*lead.items(), *joined.items()):
-                result = outcome.wait(None if key in lead else self.join_timeout)
+                try:
+                    result = outcome.wait(None if key in lead else self.join_timeout)
+                except Exception as exc:  # this key's failure, not the batch's
+                    found[key] = KeyFailure(exc)
+                    continue
                 if result is TIMED_OUT:
                     alone.append(key)
                 elif result is _RETRY:
@@ -254,7 +274,11 @@ class SingleFlight:
                 raise
         else:
             for key, outcome in outcomes.items():
-                self._settle(key, outcome, results.get(key, ABSENT), None)
+                result = results.get(key, ABSENT)
+                if type(result) is KeyFailure:
+                    self._settle(key, outcome, None, result.error)
+                else:
+                    self._settle(key, outcome, result, None)
 
     @staticmethod
     def _alone_many(

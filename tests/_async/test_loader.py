@@ -1,0 +1,553 @@
+"""The batched loader (DataLoader style), and fail-safe in get_or_set_many's batch path.
+
+The sync twin (tests/_sync/test_loader.py) is generated from this file: "concurrent" callers
+are the tasks of one ``asyncio.gather`` here (:class:`AsyncCrowd`) and threads released at once
+there (:class:`Crowd`). Exact batch counts are asserted where the coalescing is deterministic
+(a gather, a full batch, one ``load_many`` call); for threads, counts are bounds.
+"""
+
+from __future__ import annotations
+
+# unasync: begin async-only
+import asyncio
+
+# unasync: end async-only
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import dataferry as df
+from tests.chaos import AsyncLatch, AsyncReading, async_wait, count_events
+
+
+class Boom(Exception):
+    pass
+
+
+NS = "ld"
+SAFE = df.EntryOptions(ttl=60, fail_safe=True)
+
+
+def node(backend: Any, **kwargs: Any) -> df.AsyncDataFerry:
+    kwargs.setdefault("namespace", NS)
+    return df.AsyncDataFerry(distributed=backend, **kwargs)
+
+
+class Source:
+    """The data source: records the keys of each ``load_many`` call; fails on demand."""
+
+    def __init__(self, missing: Sequence[str] = ()) -> None:
+        self.calls: list[list[str]] = []
+        self.missing = set(missing)
+        self.error: Exception | None = None
+        self.reply: Any = None  # returned instead of the mapping (a broken source)
+
+    async def fetch(self, keys: list[str]) -> Any:
+        self.calls.append(list(keys))
+        if self.error is not None:
+            raise self.error
+        if self.reply is not None:
+            return self.reply
+        return {k: k.upper() for k in keys if k not in self.missing}
+
+    @property
+    def loaded(self) -> list[str]:
+        """Every key asked for, in every call."""
+        return [k for call in self.calls for k in call]
+
+
+class EntryReads:
+    """An L2 layer that records the L2 reads of entries (not of tag or clear records)."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, list[str]]] = []
+
+    def _see(self, operation: str, keys: Sequence[str]) -> None:
+        entries = [k for k in keys if k.startswith(f"{NS}:k:")]
+        if operation in ("get", "get_many") and entries:
+            self.reads.append((operation, entries))
+
+    async def arun(self, op: str, keys: Sequence[str], call: Any) -> Any:  # unasync: keep
+        self._see(op, keys)  # unasync: keep
+        return await call()  # unasync: keep
+
+    def run(self, op: str, keys: Sequence[str], call: Callable[[], Any], /) -> Any:
+        self._see(op, keys)
+        return call()
+
+
+# unasync: begin async-only
+class AsyncCrowd:
+    """Runs calls concurrently: the tasks of one ``asyncio.gather`` (threads in the sync twin).
+
+    Returns each call's result, or the exception it raised.
+    """
+
+    @staticmethod
+    async def run(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+        return list(await asyncio.gather(*(call() for call in calls), return_exceptions=True))
+
+
+# unasync: end async-only
+
+
+class Crowd:
+    """Sync twin of AsyncCrowd: each call in a thread of its own, all released at once."""
+
+    @staticmethod
+    def run(calls: list[Callable[[], Any]]) -> list[Any]:
+        barrier = threading.Barrier(len(calls))
+
+        def one(call: Callable[[], Any]) -> Any:
+            barrier.wait(10)
+            try:
+                return call()
+            except Exception as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            futures = [pool.submit(one, call) for call in calls]
+            return [f.result(30) for f in futures]
+
+
+async def outcome(call: Callable[[], Awaitable[Any]]) -> Any:
+    """``call()``'s result, or the exception it raised."""
+    try:
+        return await call()
+    except Exception as exc:
+        return exc
+
+
+# -- coalescing ---------------------------------------------------------------------------------
+
+
+async def test_concurrent_loads_make_one_l2_read_and_one_load_many(l2_factory: Any) -> None:
+    keys = [f"u{i}" for i in range(100)]
+    in_l2 = keys[::3]  # written by another node: L2 hits here, L1 misses
+    reads = EntryReads()
+    async with node(l2_factory()) as other:
+        await other.set_many({k: f"stored {k}" for k in in_l2})
+    source = Source()
+    async with node(l2_factory(), distributed_layers=[reads]) as cache:
+        # A full batch goes at once: the long window only keeps late threads (sync) in it.
+        loader = cache.loader(source.fetch, max_batch_size=100, window=10)
+        got = await AsyncCrowd.run([lambda k=k: loader.load(k) for k in keys])
+        assert got == [f"stored {k}" if k in in_l2 else k.upper() for k in keys]
+        missing = [k for k in keys if k not in in_l2]
+        assert len(source.calls) == 1
+        assert sorted(source.calls[0]) == sorted(missing)
+        assert len(reads.reads) == 1
+        operation, read = reads.reads[0]
+        assert operation == "get_many"
+        assert sorted(read) == sorted(f"{NS}:k:{k}" for k in keys)
+        stats = cache.stats()
+        assert stats.factory_calls == 1
+        assert stats.distributed_hits == len(in_l2)
+    # The loaded values landed in L2: a node with an empty L1 reads them all from there.
+    async with node(l2_factory()) as reader:
+        assert await reader.get_many(missing) == {k: k.upper() for k in missing}
+
+
+async def test_l1_hits_do_not_call_load_many(backend: Any) -> None:
+    source = Source()
+    async with node(backend) as cache:
+        await cache.set_many({"a": "cached a", "b": "cached b"})
+        loader = cache.loader(source.fetch)
+        assert await loader.load("a") == "cached a"
+        assert await loader.load_many(["a", "b"]) == {"a": "cached a", "b": "cached b"}
+        assert source.calls == []
+        got = await AsyncCrowd.run([lambda k=k: loader.load(k) for k in ["a", "c", "b"]])
+        assert got == ["cached a", "C", "cached b"]
+        assert source.loaded == ["c"]
+        # With options or a type too (get_or_set's L1 lookup rather than its fast path).
+        for other in (
+            cache.loader(source.fetch, options=SAFE),
+            cache.loader(source.fetch, type=str),
+        ):
+            assert await other.load("a") == "cached a"
+            assert await other.load_many(["b", "c"]) == {"b": "cached b", "c": "C"}
+        assert source.loaded == ["c"]
+
+
+async def test_a_key_being_computed_elsewhere_is_waited_for_not_reloaded(backend: Any) -> None:
+    latch = AsyncLatch()
+
+    async def slow() -> str:
+        await latch.wait()
+        return "computed"
+
+    source = Source()
+    async with node(backend) as cache:
+        factory_started = count_events(cache, "factory_calls")
+        joined = count_events(cache, "stampede_joins")
+        computing = AsyncReading(lambda: cache.get_or_set("k", slow))
+        await async_wait(factory_started(1))
+        loader = cache.loader(source.fetch)
+        batch = AsyncReading(lambda: loader.load_many(["k", "other"]))
+        await async_wait(joined(1))  # the batch waits for get_or_set's computation of "k"
+        latch.open()
+        assert await batch.result() == {"k": "computed", "other": "OTHER"}
+        assert await computing.result() == "computed"
+        assert source.calls == [["other"]]
+
+
+async def test_a_key_asked_for_many_times_is_loaded_once(backend: Any) -> None:
+    source = Source()
+    keys = [f"d{i % 10}" for i in range(60)]
+    async with node(backend) as cache:
+        loader = cache.loader(source.fetch)
+        got = await AsyncCrowd.run([lambda k=k: loader.load(k) for k in keys])
+        assert got == [k.upper() for k in keys]
+        # Each key reaches load_many once, whichever batches the callers joined.
+        assert sorted(source.loaded) == sorted(set(keys))
+        # unasync: begin async-only
+        assert len(source.calls) == 1  # one gather, one batch
+        # unasync: end async-only
+        assert await loader.load_many(["x", "y", "x", "y"]) == {"x": "X", "y": "Y"}
+        assert source.calls[-1] == ["x", "y"]
+
+
+async def test_max_batch_size_splits_batches(backend: Any) -> None:
+    source = Source()
+    keys = [f"m{i}" for i in range(25)]
+    async with node(backend) as cache:
+        loader = cache.loader(source.fetch, max_batch_size=10)
+        assert await loader.load_many(keys) == {k: k.upper() for k in keys}
+        assert sorted(len(call) for call in source.calls) == [5, 10, 10]
+        more = [f"n{i}" for i in range(25)]
+        got = await AsyncCrowd.run([lambda k=k: loader.load(k) for k in more])
+        assert got == [k.upper() for k in more]
+        assert all(len(call) <= 10 for call in source.calls)
+        assert sorted(source.loaded) == sorted(keys + more)
+
+
+async def test_concurrent_callers_coalesce_into_few_batches(backend: Any) -> None:
+    source = Source()
+    callers = 16
+    async with node(backend) as cache:
+        # A generous window: threads that a loaded machine starts late still make it.
+        loader = cache.loader(source.fetch, window=0.5, max_batch_size=callers)
+        got = await AsyncCrowd.run([lambda i=i: loader.load(f"c{i}") for i in range(callers)])
+        assert got == [f"C{i}" for i in range(callers)]
+        assert len(source.calls) <= 2
+        # The default window: every value right, each key loaded once, whatever the timing.
+        plain = cache.loader(source.fetch)
+        got = await AsyncCrowd.run([lambda i=i: plain.load(f"p{i}") for i in range(callers)])
+        assert got == [f"P{i}" for i in range(callers)]
+        assert sorted(k for k in source.loaded if k.startswith("p")) == sorted(
+            f"p{i}" for i in range(callers)
+        )
+
+
+# -- what load_many returns or raises --------------------------------------------------------
+
+
+async def test_keys_that_load_many_leaves_out_raise_key_error(backend: Any) -> None:
+    source = Source(missing=["ghost"])
+    async with node(backend) as cache:
+        loader = cache.loader(source.fetch)
+        got = await AsyncCrowd.run([lambda: loader.load("ghost"), lambda: loader.load("real")])
+        assert isinstance(got[0], KeyError)
+        assert got[0].args == ("ghost",)
+        assert got[1] == "REAL"
+        assert await loader.load_many(["ghost", "real"]) == {"real": "REAL"}
+        assert not (await cache.try_get("ghost"))[0]  # nothing cached for it
+        with pytest.raises(KeyError):
+            await loader.load("ghost")
+        assert source.loaded.count("ghost") == 3  # asked again each time
+
+
+async def test_a_failing_load_many_reaches_every_waiter_and_caches_nothing(backend: Any) -> None:
+    source = Source()
+    source.error = Boom("database down")
+    async with node(backend) as cache:
+        loader = cache.loader(source.fetch)
+        got = await AsyncCrowd.run([lambda i=i: loader.load(f"f{i}") for i in range(8)])
+        assert all(isinstance(r, Boom) and str(r) == "database down" for r in got)
+        assert await cache.get_many([f"f{i}" for i in range(8)]) == {}
+        with pytest.raises(Boom):
+            await loader.load_many(["f0", "f1"])
+        source.error = None  # the database is back: the next load asks again
+        assert await loader.load("f0") == "F0"
+        stats = cache.stats()
+        assert stats.factory_errors == len(source.calls) - 1
+        assert stats.failsafe_activations == 0
+
+
+async def test_a_failed_key_fails_its_joiners_without_asking_the_source_again(
+    backend: Any,
+) -> None:
+    # Under an outage, callers that joined a failing key get its error, as get_or_set's
+    # joiners do: the source is asked once, not once per waiting call.
+    latch = AsyncLatch()
+    source = Source()
+    source.error = Boom("database down")
+
+    async def slow(keys: list[str]) -> Any:
+        await latch.wait()
+        return await source.fetch(keys)
+
+    async with node(backend) as cache:
+        factory_started = count_events(cache, "factory_calls")
+        joined = count_events(cache, "stampede_joins")
+        leading = AsyncReading(lambda: outcome(lambda: cache.get_or_set_many(["j", "own"], slow)))
+        await async_wait(factory_started(1))
+        joining = AsyncReading(lambda: outcome(lambda: cache.get_or_set_many(["j"], slow)))
+        await async_wait(joined(1))
+        latch.open()
+        assert isinstance(await leading.result(), Boom)
+        assert isinstance(await joining.result(), Boom)
+        assert source.calls == [["j", "own"]]
+
+
+async def test_a_load_many_returning_no_mapping_is_a_configuration_error(backend: Any) -> None:
+    source = Source()
+    source.reply = ["not", "a", "mapping"]
+    async with node(backend) as cache:
+        loader = cache.loader(source.fetch)
+        got = await AsyncCrowd.run([lambda i=i: loader.load(f"r{i}") for i in range(5)])
+        for result in got:
+            assert isinstance(result, df.ConfigurationError)
+            assert "load_many must return a mapping, got list" in str(result)
+        assert await cache.get_many([f"r{i}" for i in range(5)]) == {}
+
+
+async def test_a_bad_key_raises_at_its_load_and_the_batch_goes_on(backend: Any) -> None:
+    source = Source()
+    async with node(backend) as cache:
+        loader = cache.loader(source.fetch)
+        got = await AsyncCrowd.run(
+            [
+                lambda: loader.load("a"),
+                lambda: loader.load(42),  # type: ignore[arg-type]
+                lambda: loader.load(""),
+                lambda: loader.load("b"),
+            ]
+        )
+        assert [got[0], got[3]] == ["A", "B"]
+        assert isinstance(got[1], df.InvalidKeyError)
+        assert "not int" in str(got[1])
+        assert isinstance(got[2], df.InvalidKeyError)
+        assert sorted(source.loaded) == ["a", "b"]
+        with pytest.raises(df.InvalidKeyError):
+            await loader.load_many(["c", None])  # type: ignore[list-item]
+        assert "c" not in source.loaded  # checked before anything is loaded
+
+
+async def test_bad_loader_arguments_raise_at_loader() -> None:
+    async with node(None) as cache:
+        with pytest.raises(df.ConfigurationError, match="load_many must be callable"):
+            cache.loader(None)  # type: ignore[arg-type]
+        for size in (0, -1, True, 2.5, "10"):
+            with pytest.raises(df.ConfigurationError, match="max_batch_size"):
+                cache.loader(Source().fetch, max_batch_size=size)  # type: ignore[arg-type]
+        with pytest.raises(df.ConfigurationError, match="window"):
+            cache.loader(Source().fetch, window=-1)
+        with pytest.raises(df.ConfigurationError):
+            cache.loader(Source().fetch, ttl=-5)
+        with pytest.raises(df.ConfigurationError):
+            cache.loader(Source().fetch, tags="one-str")
+    with pytest.raises(df.CacheClosedError):
+        cache.loader(Source().fetch)
+
+
+async def test_a_closed_cache_refuses_loads() -> None:
+    source = Source()
+    async with node(None) as cache:
+        loader = cache.loader(source.fetch)
+        assert await loader.load("a") == "A"
+    with pytest.raises(df.CacheClosedError):
+        await loader.load("a")
+    with pytest.raises(df.CacheClosedError):
+        await loader.load_many(["b"])
+    assert source.loaded == ["a"]
+
+
+# -- options, prime, clear, tenants -------------------------------------------------------------
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+async def test_options_and_type_apply_to_every_loaded_key(shared_backend: Any) -> None:
+    async def points(keys: list[str]) -> dict[str, dict[str, int]]:
+        return {k: {"x": int(k[1:]), "y": -int(k[1:])} for k in keys}
+
+    async with node(shared_backend) as cache:
+        loader = cache.loader(points, ttl=60, tags=["points"], type=Point)
+        got = await AsyncCrowd.run([lambda: loader.load("p0"), lambda: loader.load("p1")])
+        assert all(isinstance(p, Point) for p in got)
+        assert {(p.x, p.y) for p in got} == {(0, 0), (1, -1)}
+        await cache.remove_by_tag("points")
+        assert await cache.get_many(["p0", "p1"]) == {}
+    async with node(shared_backend) as other:
+        assert await other.get_many(["p0", "p1"]) == {}  # tagged in L2 too
+
+
+async def test_prime_stores_and_clear_removes(backend: Any) -> None:
+    source = Source()
+    async with node(backend) as cache:
+        loader = cache.loader(source.fetch, ttl=60)
+        await loader.prime("k", "primed")
+        assert await loader.load("k") == "primed"
+        assert source.calls == []
+        await loader.clear("k")
+        assert not (await cache.try_get("k"))[0]
+        assert await loader.load("k") == "K"
+        assert source.calls == [["k"]]
+
+
+async def test_a_tenant_view_loads_into_its_own_keys(backend: Any) -> None:
+    source = Source()
+    async with node(backend) as cache:
+        acme = cache.tenant("acme")
+        assert await acme.loader(source.fetch).load("k") == "K"
+        assert await acme.get("k") == "K"
+        assert await cache.get("k") is None
+        assert source.calls == [["k"]]  # load_many gets the caller's keys, not storage keys
+
+
+# -- fail-safe ----------------------------------------------------------------------------------
+
+
+async def test_get_or_set_many_serves_stale_l2_values_when_load_many_raises(
+    shared_backend: Any,
+) -> None:
+    source = Source()
+    async with node(shared_backend) as writer:
+        await writer.get_or_set_many(["a", "b"], source.fetch, options=SAFE)
+        await writer.expire("a")
+        await writer.expire("b")
+    source.error = Boom("database down")
+    reader = node(shared_backend)  # its L1 is empty: the stale values come from L2
+    seen: list[dict[str, Any]] = []
+    reader.subscribe(lambda e, a: seen.append(a) if e == "failsafe_activations" else None)
+    async with reader:
+        assert await reader.get_or_set_many(["a", "b"], source.fetch, options=SAFE) == {
+            "a": "A",
+            "b": "B",
+        }
+        assert reader.stats().failsafe_activations == 2
+        assert sorted(a["key"] for a in seen) == [f"{NS}:k:a", f"{NS}:k:b"]
+        assert {a["reason"] for a in seen} == {"factory_error"}
+        # Throttled: served as fresh for a while, the broken source isn't asked again.
+        calls = len(source.calls)
+        assert await reader.get_or_set_many(["a", "b"], source.fetch, options=SAFE) == {
+            "a": "A",
+            "b": "B",
+        }
+        assert len(source.calls) == calls
+        # A key without a stale value: the error is raised (and nothing is cached).
+        with pytest.raises(Boom):
+            await reader.get_or_set_many(["a", "new"], source.fetch, options=SAFE)
+        assert not (await reader.try_get("new"))[0]
+    # Without fail-safe, the stale values are not served.
+    async with node(shared_backend) as plain:
+        with pytest.raises(Boom):
+            await plain.get_or_set_many(["a", "b"], source.fetch, ttl=60)
+
+
+async def test_get_or_set_many_serves_stale_l1_values_when_load_many_raises() -> None:
+    now = [1000.0]
+    opts = df.EntryOptions(ttl=5, fail_safe=True)
+    source = Source()
+    async with node(None, memory=df.MemoryCache(clock=lambda: now[0])) as cache:
+        await cache.get_or_set_many(["a", "b"], source.fetch, options=opts)
+        now[0] += 10  # expired in L1, kept for fail-safe
+        source.error = Boom("database down")
+        assert await cache.get_or_set_many(["a", "b"], source.fetch, options=opts) == {
+            "a": "A",
+            "b": "B",
+        }
+        assert cache.stats().failsafe_activations == 2
+        now[0] += 200_000  # past fail_safe_max (a day): nothing to serve any more
+        with pytest.raises(Boom):
+            await cache.get_or_set_many(["a"], source.fetch, options=opts)
+
+
+async def test_a_loader_serves_stale_per_key_when_load_many_raises(shared_backend: Any) -> None:
+    source = Source()
+    async with node(shared_backend) as writer:
+        await writer.set_many({"a": "old a", "b": "old b", "fresh": "still fresh"}, options=SAFE)
+        await writer.expire("a")
+        await writer.expire("b")
+    source.error = Boom("database down")
+    async with node(shared_backend) as cache:
+        loader = cache.loader(source.fetch, options=SAFE)
+        got = await AsyncCrowd.run(
+            [lambda k=k: loader.load(k) for k in ["a", "b", "fresh", "none"]]
+        )
+        assert got[:3] == ["old a", "old b", "still fresh"]
+        assert isinstance(got[3], Boom)
+        assert cache.stats().failsafe_activations == 2
+        assert set(source.loaded) == {"a", "b", "none"}  # "fresh" was an L2 hit
+        with pytest.raises(Boom):
+            await loader.load_many(["a", "none"])
+
+
+# -- async only: cancellation and event loops ---------------------------------------------------
+
+# unasync: begin async-only
+
+
+async def test_a_cancelled_load_does_not_cancel_the_batch(backend: Any) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    calls: list[list[str]] = []
+
+    async def fetch(keys: list[str]) -> dict[str, str]:
+        calls.append(keys)
+        entered.set()
+        await asyncio.wait_for(release.wait(), 10)
+        return {k: k.upper() for k in keys}
+
+    async with node(backend) as cache:
+        loader = cache.loader(fetch)
+        tasks = [asyncio.ensure_future(loader.load(k)) for k in ["a", "b", "c"]]
+        await asyncio.wait_for(entered.wait(), 10)
+        tasks[0].cancel()
+        release.set()
+        got = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(got[0], asyncio.CancelledError)
+        assert got[1:] == ["B", "C"]
+        assert calls == [["a", "b", "c"]]
+        assert await cache.get("a") == "A"  # the cancelled caller's key was loaded and cached
+
+
+async def test_loads_from_two_event_loops_batch_per_loop(backend: Any) -> None:
+    both = threading.Barrier(2)
+    calls: list[list[str]] = []
+
+    def fetch(keys: list[str]) -> dict[str, str]:
+        calls.append(keys)
+        # Each loop's batch waits for the other's: they are loading at the same time.
+        both.wait(10)
+        return {k: k.upper() for k in keys}
+
+    async with node(backend) as cache:
+        loader = cache.loader(fetch)
+
+        def other_loop() -> list[str]:
+            async def go() -> list[str]:
+                return list(await asyncio.gather(*(loader.load(f"y{i}") for i in range(5))))
+
+            return asyncio.run(go())
+
+        there = asyncio.get_running_loop().run_in_executor(None, other_loop)
+        here = asyncio.gather(*(loader.load(f"x{i}") for i in range(5)))
+        assert await asyncio.wait_for(here, 10) == [f"X{i}" for i in range(5)]
+        assert await asyncio.wait_for(there, 10) == [f"Y{i}" for i in range(5)]
+        assert sorted(map(sorted, calls)) == [
+            [f"x{i}" for i in range(5)],
+            [f"y{i}" for i in range(5)],
+        ]
+
+
+# unasync: end async-only
