@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 import dataferry as df
-from tests.chaos import AsyncReading, Gate, HoldAfter, async_until, async_wait, count_events
+from tests.chaos import (
+    AsyncLatch,
+    AsyncReading,
+    Gate,
+    HoldAfter,
+    async_until,
+    async_wait,
+    count_events,
+)
 
 
 def node(url: str, **kwargs: Any) -> df.AsyncDataFerry:
@@ -101,6 +109,49 @@ async def test_a_local_write_during_a_slow_read_wins_too(redis_url: str) -> None
         hold.release()
         assert await reading.result() == "old"
         assert await cache.get("k") == "new"
+
+
+async def test_a_write_during_a_slow_factory_is_not_overwritten_by_its_value(
+    redis_url: str,
+) -> None:
+    # A read-through load began before a write-through save of the same key: the load's
+    # value (read from the database before the save) answers its callers but is not stored.
+    latch = AsyncLatch()
+
+    async def load_old() -> str:
+        await latch.wait()
+        return "old"
+
+    async with node(redis_url) as cache:
+        started = count_events(cache, "factory_calls")
+        loading = AsyncReading(lambda: cache.get_or_set("k", load_old))
+        await async_wait(started(1))
+        await cache.set("k", "new")
+        latch.open()
+        assert await loading.result() == "old"
+        assert await cache.get("k") == "new"  # L1
+        assert await cache.get("k", options=df.EntryOptions(skip_memory=True)) == "new"  # L2
+
+
+async def test_another_nodes_write_during_a_slow_factory_wins_too(redis_url: str) -> None:
+    latch = AsyncLatch()
+
+    async def load_old() -> str:
+        await latch.wait()
+        return "old"
+
+    a, b = node(redis_url), node(redis_url)
+    heard = count_events(a, "backplane_messages")
+    async with a, b:
+        started = count_events(a, "factory_calls")
+        loading = AsyncReading(lambda: a.get_or_set("k", load_old))
+        await async_wait(started(1))
+        await b.set("k", "new")
+        await async_wait(heard(1))
+        latch.open()
+        assert await loading.result() == "old"
+        assert await a.get("k") == "new"
+        assert await b.get("k", options=df.EntryOptions(skip_memory=True)) == "new"
 
 
 async def test_l1_is_emptied_when_the_backplane_comes_back(redis_server: Any) -> None:

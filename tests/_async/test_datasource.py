@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 import dataferry as df
-from tests.chaos import async_wait, count_events, wait_event
+from tests.chaos import AsyncReading, async_wait, count_events, wait_event
 
 IS_ASYNC = inspect.iscoroutinefunction(df.AsyncDataFerry.aclose)
 NS = "ds"
@@ -217,6 +218,53 @@ async def test_save_writes_the_source_first_then_the_cache() -> None:
         assert table.rows[1] == BOB
         assert await users.get(1) == BOB
         assert table.calls["load"] == 1  # served by the cache
+
+
+async def test_a_load_that_began_before_a_save_does_not_store_what_it_read(
+    l2_factory: Any,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowTable(Table):
+        async def load(self, id: Any) -> Any:
+            value = self.rows.get(id)  # read before the save...
+            entered.set()
+            await wait_for(release)  # ...returned after it
+            return value
+
+    table = SlowTable({1: ADA})
+    async with node(l2_factory()) as cache:
+        users = cache.through(table, prefix="user")
+        reading = AsyncReading(lambda: users.get(1))
+        await wait_for(entered)
+        await users.save(1, BOB)
+        release.set()
+        assert await reading.result() == ADA  # its callers get what it read...
+        assert await users.get(1) == BOB  # ...but the saved value stays (L1, then L2)
+        assert await cache.get(users.key(1), options=df.EntryOptions(skip_memory=True)) == BOB
+
+
+async def test_a_batch_load_that_began_before_a_save_stores_only_the_unchanged_ids() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowTable(Table):
+        async def load_many(self, ids: list[Any]) -> dict[Any, Any]:
+            self.calls["load_many"] += 1
+            rows = {i: self.rows[i] for i in ids if i in self.rows}
+            entered.set()
+            await wait_for(release)
+            return rows
+
+    table = SlowTable({1: ADA, 2: BOB})
+    async with node() as cache:
+        users = cache.through(table, prefix="user")
+        reading = AsyncReading(lambda: users.get_many([1, 2]))
+        await wait_for(entered)
+        await users.save(1, {"id": 1, "name": "Ada L."})
+        release.set()
+        assert await reading.result() == {1: ADA, 2: BOB}
+        assert await users.get_many([1, 2]) == {1: {"id": 1, "name": "Ada L."}, 2: BOB}
+        assert table.calls["load_many"] == 1  # id 2 was stored by the batch
 
 
 async def test_the_cache_never_holds_a_value_the_source_refused(l2_factory: Any) -> None:

@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 
 import dataferry as df
-from tests.chaos import Reading, Gate, HoldAfter, sync_until, sync_wait, count_events
+from tests.chaos import (
+    Latch,
+    Reading,
+    Gate,
+    HoldAfter,
+    sync_until,
+    sync_wait,
+    count_events,
+)
 
 
 def node(url: str, **kwargs: Any) -> df.DataFerry:
@@ -102,6 +110,49 @@ def test_a_local_write_during_a_slow_read_wins_too(redis_url: str) -> None:
         hold.release()
         assert reading.result() == "old"
         assert cache.get("k") == "new"
+
+
+def test_a_write_during_a_slow_factory_is_not_overwritten_by_its_value(
+    redis_url: str,
+) -> None:
+    # A read-through load began before a write-through save of the same key: the load's
+    # value (read from the database before the save) answers its callers but is not stored.
+    latch = Latch()
+
+    def load_old() -> str:
+        latch.wait()
+        return "old"
+
+    with node(redis_url) as cache:
+        started = count_events(cache, "factory_calls")
+        loading = Reading(lambda: cache.get_or_set("k", load_old))
+        sync_wait(started(1))
+        cache.set("k", "new")
+        latch.open()
+        assert loading.result() == "old"
+        assert cache.get("k") == "new"  # L1
+        assert cache.get("k", options=df.EntryOptions(skip_memory=True)) == "new"  # L2
+
+
+def test_another_nodes_write_during_a_slow_factory_wins_too(redis_url: str) -> None:
+    latch = Latch()
+
+    def load_old() -> str:
+        latch.wait()
+        return "old"
+
+    a, b = node(redis_url), node(redis_url)
+    heard = count_events(a, "backplane_messages")
+    with a, b:
+        started = count_events(a, "factory_calls")
+        loading = Reading(lambda: a.get_or_set("k", load_old))
+        sync_wait(started(1))
+        b.set("k", "new")
+        sync_wait(heard(1))
+        latch.open()
+        assert loading.result() == "old"
+        assert a.get("k") == "new"
+        assert b.get("k", options=df.EntryOptions(skip_memory=True)) == "new"
 
 
 def test_l1_is_emptied_when_the_backplane_comes_back(redis_server: Any) -> None:

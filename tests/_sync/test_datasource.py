@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 import dataferry as df
-from tests.chaos import sync_wait, count_events, wait_event
+from tests.chaos import Reading, sync_wait, count_events, wait_event
 
 IS_ASYNC = inspect.iscoroutinefunction(df.DataFerry.close)
 NS = "ds"
@@ -218,6 +219,53 @@ def test_save_writes_the_source_first_then_the_cache() -> None:
         assert table.rows[1] == BOB
         assert users.get(1) == BOB
         assert table.calls["load"] == 1  # served by the cache
+
+
+def test_a_load_that_began_before_a_save_does_not_store_what_it_read(
+    l2_factory: Any,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowTable(Table):
+        def load(self, id: Any) -> Any:
+            value = self.rows.get(id)  # read before the save...
+            entered.set()
+            wait_for(release)  # ...returned after it
+            return value
+
+    table = SlowTable({1: ADA})
+    with node(l2_factory()) as cache:
+        users = cache.through(table, prefix="user")
+        reading = Reading(lambda: users.get(1))
+        wait_for(entered)
+        users.save(1, BOB)
+        release.set()
+        assert reading.result() == ADA  # its callers get what it read...
+        assert users.get(1) == BOB  # ...but the saved value stays (L1, then L2)
+        assert cache.get(users.key(1), options=df.EntryOptions(skip_memory=True)) == BOB
+
+
+def test_a_batch_load_that_began_before_a_save_stores_only_the_unchanged_ids() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowTable(Table):
+        def load_many(self, ids: list[Any]) -> dict[Any, Any]:
+            self.calls["load_many"] += 1
+            rows = {i: self.rows[i] for i in ids if i in self.rows}
+            entered.set()
+            wait_for(release)
+            return rows
+
+    table = SlowTable({1: ADA, 2: BOB})
+    with node() as cache:
+        users = cache.through(table, prefix="user")
+        reading = Reading(lambda: users.get_many([1, 2]))
+        wait_for(entered)
+        users.save(1, {"id": 1, "name": "Ada L."})
+        release.set()
+        assert reading.result() == {1: ADA, 2: BOB}
+        assert users.get_many([1, 2]) == {1: {"id": 1, "name": "Ada L."}, 2: BOB}
+        assert table.calls["load_many"] == 1  # id 2 was stored by the batch
 
 
 def test_the_cache_never_holds_a_value_the_source_refused(l2_factory: Any) -> None:

@@ -41,10 +41,10 @@ class AsyncCachedSource(Generic[K, V]):
     - :meth:`delete` deletes from the source first, then from the cache everywhere.
 
     Only writes made through it (or :meth:`key` and ``cache.remove``) reach the cache: a
-    change made to the source behind its back is seen once the entry expires. As with any
-    read-through cache, a load that began before a :meth:`save` of the same id and ends after
-    it puts the value it read in the cache (until its ttl ends): give entries that change
-    often a ttl you can live with.
+    change made to the source behind its back is seen once the entry expires. A load that
+    began before a :meth:`save` or :meth:`delete` of the same id (through this cache, or
+    through another node's when a backplane tells this one) and ends after it answers its
+    callers but is not stored, so the saved value is not overwritten by the one read before.
     """
 
     __slots__ = (

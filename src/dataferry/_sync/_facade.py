@@ -911,12 +911,13 @@ class DataFerry:
                 return found, failures
         core = self._core
         user_key = dict((skey, k) for k, skey in missing)
+        started = core.versions.current()
 
         def read(skeys: list[str]) -> dict[str, Any]:
             return self._l2_get_many(skeys, opts, type, stale)
 
         def load(skeys: list[str]) -> dict[str, Any]:
-            return self._load_many(skeys, user_key, load_many, opts, tags, stale)
+            return self._load_many(skeys, user_key, load_many, opts, tags, stale, started)
 
         with core.op("get_or_set_many", None, self._tenant):
             results = self._flights.run_many(list(user_key), read, load)
@@ -935,6 +936,7 @@ class DataFerry:
         opts: Resolved,
         tags: tuple[str, ...],
         stale: dict[str, Stale],
+        started: int,
     ) -> dict[str, Any]:
         """The batch flight's second phase: one ``load_many`` call, its values stored.
 
@@ -963,7 +965,11 @@ class DataFerry:
                     f"load_many must return a mapping, got {loaded.__class__.__name__}"
                 )
             values = {s: loaded[user_key[s]] for s in skeys if user_key[s] in loaded}
-            self._store_many(values, opts, tags, strict=False)
+            # As for one key (Compute._stage): a key written or invalidated while
+            # load_many ran gets the loaded value, but it is not stored.
+            fill_ok = core.versions.fill_ok
+            kept = {s: v for s, v in values.items() if fill_ok(s, started)}
+            self._store_many(kept, opts, tags, strict=False)
         except Exception as exc:
             failure = KeyFailure(exc)
             return dict.fromkeys(skeys, failure)

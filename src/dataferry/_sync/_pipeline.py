@@ -195,6 +195,7 @@ class Compute:
         "_opts",
         "_refresh",
         "_skey",
+        "_started",
         "_t0",
         "_tags",
         "_type",
@@ -228,6 +229,8 @@ class Compute:
         self._late = False
         #: The fail-safe candidate: the newest stale value found in L1 or L2.
         self.stale = stale
+        #: The key's invalidation version when this work began (see :meth:`_stage`).
+        self._started = cache._core.versions.current()
 
     # -- the flight's phases ------------------------------------------------------------------
 
@@ -525,6 +528,12 @@ class Compute:
         cost = time.perf_counter() - self._t0
         core.record_cost(cost)
         value, opts, tags = core.adapt(result, self._opts, self._tags)
+        if not core.versions.fill_ok(self._skey, self._started):
+            # The key was written, removed or invalidated (here, or on another node through
+            # the backplane) while the factory ran: its value may predate that change (a
+            # write-through save racing a read-through load), so it answers this work's
+            # callers but is stored nowhere.
+            return value, None
         staged = cache._stage(self._skey, value, opts, tags, strict=False, cost=cost)
         if staged is not None and self._l2_failed:
             staged.background = True
