@@ -8,13 +8,24 @@ side and its baseline; benchmarks subclass it to print their own table rows.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["CLOCK", "Pair", "Side", "fresh_keys", "interleave", "timed_async", "timed_sync"]
+__all__ = [
+    "CLOCK",
+    "Pair",
+    "Side",
+    "bench_parser",
+    "fresh_keys",
+    "interleave",
+    "parse_args",
+    "timed_async",
+    "timed_sync",
+]
 
 
 @dataclass
@@ -59,6 +70,31 @@ async def interleave(pairs: Sequence[Pair], rounds: int, ops: int) -> None:
 #: ``--clock cpu``: this process's CPU time, which leaves out the redis-server's work and the
 #: time other processes hold the CPU: steadier on a busy shared machine, and a stricter ratio.
 CLOCK: list[Callable[[], int]] = [time.perf_counter_ns]
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser with the options every interleaved benchmark takes: --rounds, --strict, --clock.
+
+    A benchmark adds its own options, then calls :func:`parse_args`.
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: elapsed time (default); cpu: this process's CPU time (steadier when shared)",
+    )
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``--clock cpu`` makes :data:`CLOCK` this process's CPU time."""
+    args = parser.parse_args(argv)
+    if args.clock == "cpu":
+        CLOCK[0] = time.process_time_ns
+    return args
 
 
 def timed_sync(fn: Callable[[int], None]) -> Callable[[int], Awaitable[float]]:

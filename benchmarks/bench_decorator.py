@@ -20,19 +20,17 @@ time) with their range:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
 import aiocache
 import cachetools
-from _rounds import CLOCK, Pair, Side, interleave, timed_async, timed_sync
+from _rounds import Pair, Side, bench_parser, interleave, parse_args, timed_async, timed_sync
 from cashews import Cache as CashewsCache
 
 import dataferry as df
@@ -200,21 +198,11 @@ async def main_async(rounds: int, ops: int) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--ops", type=int, default=2000, help="calls per side and round (async; sync: 20x)"
     )
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="wall: elapsed time (default); cpu: this process's CPU time (steadier when shared)",
-    )
-    args = parser.parse_args(argv)
-    if args.clock == "cpu":
-        CLOCK[0] = time.process_time_ns
+    args = parse_args(parser, argv)
     rows = asyncio.run(main_async(args.rounds, args.ops))
     print(
         f"bench_decorator: Python {sys.version.split()[0]}, {args.clock} clock, "

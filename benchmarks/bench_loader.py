@@ -22,7 +22,6 @@ The script starts its own ``redis-server`` on a free port (see ``_redis.py``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -33,7 +32,16 @@ from typing import Any
 
 import redis
 from _redis import redis_server
-from _rounds import CLOCK, Pair, Side, fresh_keys, interleave, timed_async, timed_sync
+from _rounds import (
+    Pair,
+    Side,
+    bench_parser,
+    fresh_keys,
+    interleave,
+    parse_args,
+    timed_async,
+    timed_sync,
+)
 
 import dataferry as df
 
@@ -200,18 +208,8 @@ def bench_threads(url: str, rounds: int) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="wall: elapsed time (default); cpu: this process's CPU time (steadier when shared)",
-    )
-    args = parser.parse_args(argv)
-    if args.clock == "cpu":
-        CLOCK[0] = time.process_time_ns
+    parser = bench_parser(__doc__)
+    args = parse_args(parser, argv)
     with redis_server() as url:
         rows = asyncio.run(bench_async(url, args.rounds))
         rows += bench_threads(url, args.rounds)

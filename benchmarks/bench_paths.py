@@ -19,11 +19,9 @@ The script starts its own ``redis-server`` on a free port (see ``_redis.py``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +29,16 @@ import orjson
 import redis
 import redis.asyncio as aredis
 from _redis import redis_server
-from _rounds import CLOCK, Pair, Side, fresh_keys, interleave, timed_async, timed_sync
+from _rounds import (
+    Pair,
+    Side,
+    bench_parser,
+    fresh_keys,
+    interleave,
+    parse_args,
+    timed_async,
+    timed_sync,
+)
 
 import dataferry as df
 from dataferry._codec._envelope import crc32
@@ -208,19 +215,9 @@ async def main_async(rounds: int, only: str | None) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser = bench_parser(__doc__)
     parser.add_argument("--only", choices=["miss", "miss-l1", "many"])
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="wall: elapsed time (default); cpu: this process's CPU time (steadier when shared)",
-    )
-    args = parser.parse_args(argv)
-    if args.clock == "cpu":
-        CLOCK[0] = time.process_time_ns
+    args = parse_args(parser, argv)
     rows = asyncio.run(main_async(args.rounds, args.only))
     crc = "zlib-ng" if "zlib_ng" in (crc32.__module__ or "") else "zlib"
     print(

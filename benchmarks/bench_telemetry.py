@@ -29,7 +29,6 @@ The script starts its own ``redis-server`` on a free port (see ``_redis.py``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import statistics
@@ -42,7 +41,16 @@ from typing import Any
 
 import redis
 from _redis import redis_server
-from _rounds import CLOCK, Pair, Side, fresh_keys, interleave, timed_async, timed_sync
+from _rounds import (
+    Pair,
+    Side,
+    bench_parser,
+    fresh_keys,
+    interleave,
+    parse_args,
+    timed_async,
+    timed_sync,
+)
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
@@ -401,8 +409,7 @@ async def main_async(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--hit-rounds", type=int, default=45, help="rounds of the API-only L1-hit rows (cheap)"
     )
@@ -410,16 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", type=float, default=1.0, help="multiply the calls per sample (0.1: quick)"
     )
     parser.add_argument("--only", choices=["api", "sdk"])
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="wall: elapsed time (default); cpu: this process's CPU time (steadier when shared)",
-    )
-    args = parser.parse_args(argv)
-    if args.clock == "cpu":
-        CLOCK[0] = time.process_time_ns
+    args = parse_args(parser, argv)
     t0 = time.perf_counter()
     rows, checks = asyncio.run(main_async(args.rounds, args.hit_rounds, args.scale, args.only))
     print(
