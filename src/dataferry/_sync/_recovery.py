@@ -313,6 +313,8 @@ class L2Writer:
         ok = True
         try:
             outdated = self._superseded(batch, left)
+            if outdated is None:
+                return False  # the L2 can't be read: don't replay blind, try again later
             if outdated and self.on_written is not None:
                 self._tell("superseded", outdated, outdated)
             todo = [(k, op) for k, op in batch if k in left] if outdated else batch
@@ -332,10 +334,14 @@ class L2Writer:
             self._settle(batch, left, outcome, replayed)
         return ok
 
-    def _superseded(self, batch: list[tuple[str, Op]], left: dict[str, Op]) -> list[str]:
+    def _superseded(
+        self, batch: list[tuple[str, Op]], left: dict[str, Op]
+    ) -> list[str] | None:
         """The replayed writes of ``batch`` that another node has outdated meanwhile.
 
-        They are taken out of ``left`` (done: the L2 holds a newer value than theirs).
+        They are taken out of ``left`` (done: the L2 holds a newer value than theirs). None
+        when the L2 could not be read: nothing is replayed blind (the L2 may be coming back
+        at that moment, with a newer entry the check would have seen).
 
         A write replayed after an outage must not replace a newer entry written by another
         node while this one could not reach the L2: entries carry their creation time, so
@@ -348,7 +354,7 @@ class L2Writer:
         try:
             current = self._run("get_many", replays, True, self._backend.get_many, replays)
         except Exception:
-            return []  # the write will fail too, and be tried again
+            return None
         newer = []
         for skey, data in zip(replays, current, strict=True):
             mine = left[skey].data
