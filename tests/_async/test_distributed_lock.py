@@ -9,13 +9,23 @@ processes is in tests/test_fleet.py.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
 import dataferry as df
-from tests.chaos import AsyncLatch, AsyncReading, Faults, async_until, async_wait, count_events
+from tests.chaos import (
+    AsyncLatch,
+    AsyncReading,
+    Faults,
+    async_until,
+    async_wait,
+    count_events,
+    wait_event,
+)
 
 NS = "lock"
 LOCKED = df.EntryOptions(distributed_lock=True)
@@ -65,6 +75,59 @@ async def test_one_node_computes_and_the_other_waits_for_its_value(l2_factory: A
         assert b.stats().lock_timeouts == 0
         # b read a's value from L2 and keeps it in its L1.
         assert await b.get("report", options=df.EntryOptions(skip_distributed=True)) == "from a"
+
+
+class HoldSecondAcquire:
+    """An L2 layer that lets the first ``acquire_lock`` through and holds the second."""
+
+    def __init__(self) -> None:
+        self.acquires = 0
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+
+    def _hold(self, operation: str) -> bool:
+        if operation != "acquire_lock":
+            return False
+        self.acquires += 1
+        if self.acquires != 2:
+            return False
+        self.reached.set()
+        return True
+
+    async def arun(self, op: str, keys: Sequence[str], call: Any) -> Any:  # unasync: keep
+        if self._hold(op):  # unasync: keep
+            await wait_event(self.opened, 10)  # unasync: keep
+        return await call()  # unasync: keep
+
+    def run(self, op: str, keys: Sequence[str], call: Callable[[], Any], /) -> Any:
+        if self._hold(op):
+            assert self.opened.wait(10), "the test never let the lock be taken"
+        return call()
+
+
+async def test_a_lock_freed_with_a_value_between_two_polls_serves_that_value(
+    l2_factory: Any,
+) -> None:
+    # b polls (no value yet) and, before it takes the lock, a writes its value and releases
+    # the lock: b takes a free lock, and must read the value once more rather than compute.
+    hold = HoldSecondAcquire()
+    a, b = node(l2_factory), node(l2_factory, distributed_layers=[hold])
+    latch = AsyncLatch()
+    make_a, make_b = Factory("from a", latch), Factory("from b")
+    async with a, b:
+        first = AsyncReading(lambda: a.get_or_set("report", make_a, options=LOCKED))
+
+        async def a_holds_the_lock() -> bool:
+            return latch.entered == 1
+
+        await async_until(a_holds_the_lock)
+        second = AsyncReading(lambda: b.get_or_set("report", make_b, options=LOCKED))
+        await async_wait(hold.reached)  # b's first poll found no value; it tries the lock
+        latch.open()
+        assert await first.result() == "from a"  # written, and the lock released
+        hold.opened.set()
+        assert await second.result() == "from a"
+        assert (make_a.calls, make_b.calls) == (1, 0)
 
 
 async def test_without_the_option_each_node_computes(l2_factory: Any) -> None:

@@ -362,7 +362,14 @@ class AsyncCompute:
                 return MISS
             if taken:
                 self._lock = (name, token)
-                return MISS
+                # The holder writes its value before it releases the lock: it may have done
+                # both since the read above. Read once more, or the factory runs twice.
+                started = core.versions.current()
+                data = await l2.get(skey)
+                value = await cache._accept_l2(skey, data, opts, self._type, started, floor)
+                if value is not MISS:
+                    await self._unlock()
+                return value
 
     async def _unlock(self) -> None:
         held, self._lock = self._lock, None

@@ -363,7 +363,14 @@ class Compute:
                 return MISS
             if taken:
                 self._lock = (name, token)
-                return MISS
+                # The holder writes its value before it releases the lock: it may have done
+                # both since the read above. Read once more, or the factory runs twice.
+                started = core.versions.current()
+                data = l2.get(skey)
+                value = cache._accept_l2(skey, data, opts, self._type, started, floor)
+                if value is not MISS:
+                    self._unlock()
+                return value
 
     def _unlock(self) -> None:
         held, self._lock = self._lock, None
