@@ -105,6 +105,12 @@ class AsyncDataFerry:
             its defaults: metrics and spans to the global providers, no keys; ``None``: no
             reporting at all). Nothing is reported for L1 hits but counters read when the
             application's metric reader collects.
+        coalesce_reads: Send the single-key L2 reads of concurrent callers as one batch read
+            (``MGET``): the reads started in one iteration of the event loop (for
+            ``DataFerry``: by threads within 1 ms, while another batch is out). Under
+            concurrency it multiplies L2 throughput (one round trip and one client call
+            instead of many); a lone caller pays one more event-loop iteration per L2 read.
+            Off by default (see ``benchmarks/bench_coalesce.py``).
 
     L1 hands every caller the same object: treat cached values as immutable (or build the
     MemoryCache with ``copy_on_read=True``). ``None`` is a value and is cached.
@@ -150,6 +156,7 @@ class AsyncDataFerry:
         resilience: Resilience | None = DEFAULT_RESILIENCE,
         backplane: Backplane | None = None,
         telemetry: Telemetry | None = DEFAULT_TELEMETRY,
+        coalesce_reads: bool = False,
     ) -> None:
         if not isinstance(raise_distributed_errors, bool):
             raise ConfigurationError(
@@ -181,6 +188,8 @@ class AsyncDataFerry:
                 f"offload_sync_factories must be a bool, got {offload_sync_factories!r}"
             )
         runtime = AsyncRuntime(offload=offload_sync_factories, close_timeout=close_timeout)
+        if not isinstance(coalesce_reads, bool):
+            raise ConfigurationError(f"coalesce_reads must be a bool, got {coalesce_reads!r}")
         policy = check_resilience(resilience)
         accessor = None
         if core.l2 is not None:
@@ -191,6 +200,7 @@ class AsyncDataFerry:
                 policy,
                 runtime.close_timeout,
                 step=None if tel is None else tel.l2_call,
+                coalesce=runtime if coalesce_reads else None,
             )
         flights = AsyncSingleFlight(core.events, runtime, core.join_timeout)
         bp = None

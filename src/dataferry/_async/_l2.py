@@ -23,7 +23,7 @@ from dataferry._errors import CircuitOpenError, DataFerryError, DistributedCache
 from dataferry._events import CacheEvents
 from dataferry._layers import DistributedLayer
 from dataferry._resilience import CLOSED, AsyncTimeouts, CircuitBreaker, Resilience
-from dataferry._synchronization import AsyncCancelled
+from dataferry._synchronization import AsyncBatcher, AsyncCancelled, AsyncRuntime
 from dataferry._telemetry import NO_OPERATION as NO_STEP
 
 __all__ = ["AsyncDistributedAccessor"]
@@ -32,6 +32,8 @@ logger = logging.getLogger("dataferry")
 
 #: Most queued background writes (with a value) when auto-recovery is off.
 _BACKGROUND_BOUND = 10_000
+#: Most keys in one coalesced read (one MGET): a bigger crowd of readers makes more batches.
+_COALESCED_MAX = 512
 
 
 class AsyncDistributedAccessor:
@@ -40,6 +42,7 @@ class AsyncDistributedAccessor:
     __slots__ = (
         "_backend",
         "_backoff",
+        "_batcher",
         "_breaker",
         "_close_timeout",
         "_dirty",
@@ -62,8 +65,17 @@ class AsyncDistributedAccessor:
         resilience: Resilience | None = None,
         close_timeout: float = 5.0,
         step: Callable[[str, Sequence[str]], Any] | None = None,
+        coalesce: AsyncRuntime | None = None,
     ) -> None:
         self.backend = backend
+        #: Coalesced reads (``coalesce``: the cache's runtime, which owns the batches' work):
+        #: the ``get`` calls of one event-loop iteration (threads: of a short window while
+        #: another batch is out) go to the L2 as one ``get_many``.
+        self._batcher = (
+            None
+            if coalesce is None
+            else AsyncBatcher(self._get_batch, coalesce, window=None, max_size=_COALESCED_MAX)
+        )
         self.resilience = resilience
         self._backend = backend
         self._layers = tuple(layers)
@@ -138,12 +150,20 @@ class AsyncDistributedAccessor:
             queued = writer.peek(skey)
             if queued is not NOT_QUEUED:
                 return queued  # type: ignore[no-any-return]
+        batcher = self._batcher
         try:
+            if batcher is not None:
+                return (await batcher.get((skey,))).get(skey)
             data = await self._run("get", (skey,), True, self._backend.aget, skey)
         except Exception as exc:
             self._failed("get", exc, raise_errors)
             return None
         return data  # type: ignore[no-any-return]
+
+    async def _get_batch(self, skeys: list[str]) -> dict[str, bytes | None]:
+        """One coalesced read: the ``get`` calls of a batch, as one ``get_many``."""
+        found = await self._run("get_many", skeys, True, self._backend.aget_many, skeys)
+        return dict(zip(skeys, found, strict=True))
 
     async def get_many(self, skeys: list[str], *, raise_errors: bool = False) -> list[bytes | None]:
         """The bytes of each key in order (all None when the L2 failed)."""

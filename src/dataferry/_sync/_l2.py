@@ -24,7 +24,7 @@ from dataferry._errors import CircuitOpenError, DataFerryError, DistributedCache
 from dataferry._events import CacheEvents
 from dataferry._layers import DistributedLayer
 from dataferry._resilience import CLOSED, Timeouts, CircuitBreaker, Resilience
-from dataferry._synchronization import Cancelled
+from dataferry._synchronization import Batcher, Cancelled, Runtime
 from dataferry._telemetry import NO_OPERATION as NO_STEP
 
 __all__ = ["DistributedAccessor"]
@@ -33,6 +33,8 @@ logger = logging.getLogger("dataferry")
 
 #: Most queued background writes (with a value) when auto-recovery is off.
 _BACKGROUND_BOUND = 10_000
+#: Most keys in one coalesced read (one MGET): a bigger crowd of readers makes more batches.
+_COALESCED_MAX = 512
 
 
 class DistributedAccessor:
@@ -41,6 +43,7 @@ class DistributedAccessor:
     __slots__ = (
         "_backend",
         "_backoff",
+        "_batcher",
         "_breaker",
         "_close_timeout",
         "_dirty",
@@ -63,8 +66,17 @@ class DistributedAccessor:
         resilience: Resilience | None = None,
         close_timeout: float = 5.0,
         step: Callable[[str, Sequence[str]], Any] | None = None,
+        coalesce: Runtime | None = None,
     ) -> None:
         self.backend = backend
+        #: Coalesced reads (``coalesce``: the cache's runtime, which owns the batches' work):
+        #: the ``get`` calls of one event-loop iteration (threads: of a short window while
+        #: another batch is out) go to the L2 as one ``get_many``.
+        self._batcher = (
+            None
+            if coalesce is None
+            else Batcher(self._get_batch, coalesce, window=None, max_size=_COALESCED_MAX)
+        )
         self.resilience = resilience
         self._backend = backend
         self._layers = tuple(layers)
@@ -139,12 +151,20 @@ class DistributedAccessor:
             queued = writer.peek(skey)
             if queued is not NOT_QUEUED:
                 return queued  # type: ignore[no-any-return]
+        batcher = self._batcher
         try:
+            if batcher is not None:
+                return (batcher.get((skey,))).get(skey)
             data = self._run("get", (skey,), True, self._backend.get, skey)
         except Exception as exc:
             self._failed("get", exc, raise_errors)
             return None
         return data  # type: ignore[no-any-return]
+
+    def _get_batch(self, skeys: list[str]) -> dict[str, bytes | None]:
+        """One coalesced read: the ``get`` calls of a batch, as one ``get_many``."""
+        found = self._run("get_many", skeys, True, self._backend.get_many, skeys)
+        return dict(zip(skeys, found, strict=True))
 
     def get_many(self, skeys: list[str], *, raise_errors: bool = False) -> list[bytes | None]:
         """The bytes of each key in order (all None when the L2 failed)."""

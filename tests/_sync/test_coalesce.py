@@ -1,0 +1,113 @@
+# GENERATED from tests/_async/test_coalesce.py by scripts/unasync.py: do not edit.
+"""Coalesced L2 reads (``coalesce_reads=True``): concurrent single-key reads, one batch read.
+
+The sync twin (tests/_sync/test_coalesce.py) is generated from this file: the concurrent
+readers are the tasks of one ``asyncio.gather`` here and threads there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import dataferry as df
+from tests.chaos import Faults
+
+NO_L1: Any = None
+
+
+class Calls:
+    """An L2 layer that counts the operations it sees."""
+
+    def __init__(self) -> None:
+        self.ops: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def _see(self, operation: str, keys: Sequence[str]) -> None:
+        if any(":k:" in key for key in keys):  # entries, not the clear and tag records
+            with self._lock:
+                self.ops[operation] += 1
+
+    async def arun(self, op: str, keys: Sequence[str], call: Any) -> Any:  # unasync: keep
+        self._see(op, keys)  # unasync: keep
+        return await call()  # unasync: keep
+
+    def run(self, op: str, keys: Sequence[str], call: Callable[[], Any], /) -> Any:
+        self._see(op, keys)
+        return call()
+
+
+
+
+def all_at_once_threads(calls: list[Callable[[], Any]]) -> list[Any]:
+    barrier = threading.Barrier(len(calls))
+
+    def one(call: Callable[[], Any]) -> Any:
+        barrier.wait(10)
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [f.result(30) for f in [pool.submit(one, call) for call in calls]]
+
+
+def crowd(calls: list[Callable[[], Any]]) -> list[Any]:
+    return all_at_once_threads(calls)
+
+
+def test_concurrent_reads_go_to_the_l2_as_batches(l2_factory: Any) -> None:
+    calls = Calls()
+    keys = [f"k{i}" for i in range(40)]
+    with df.DataFerry(memory=NO_L1, distributed=l2_factory(), namespace="co") as w:
+        w.set_many({k: {"n": k} for k in keys})
+    with df.DataFerry(
+        memory=NO_L1,
+        distributed=l2_factory(),
+        namespace="co",
+        coalesce_reads=True,
+        distributed_layers=[calls],
+    ) as cache:
+        assert cache.get("warm") is None  # the namespace's clear record is fetched once
+        calls.ops.clear()
+        got = crowd([lambda k=k: cache.get(k) for k in [*keys, "absent"]])
+        assert got == [{"n": k} for k in keys] + [None]
+        assert calls.ops["get"] == 0
+        assert 1 <= calls.ops["get_many"] < len(keys)
+        # get_or_set's L2 read is coalesced too; the miss still computes once per key.
+        values = crowd(
+            [lambda i=i: cache.get_or_set(f"new{i % 5}", lambda: 7) for i in range(20)]
+        )
+        assert values == [7] * 20
+        assert calls.ops["get"] == 0
+
+
+def test_a_failed_batch_read_is_a_miss_for_every_reader_or_their_error(
+    redis_url: str,
+) -> None:
+    faults = Faults(ConnectionError("the L2 is down"), "get_many")
+    policy = df.Resilience(failure_threshold=0, retries=0)
+    with df.DataFerry(
+        memory=NO_L1,
+        distributed=df.RedisCache.from_url(redis_url),
+        namespace="co",
+        coalesce_reads=True,
+        distributed_layers=[faults],
+        resilience=policy,
+    ) as cache:
+        cache.set("k", "v")
+        assert crowd([lambda: cache.get("k") for _ in range(8)]) == [None] * 8
+        assert cache.stats().distributed_errors >= 1
+        with pytest.raises(df.DistributedCacheError):
+            cache.get("k", options=df.EntryOptions(raise_distributed_errors=True))
+        assert crowd([lambda: cache.get_or_set("k", lambda: "computed")]) == ["computed"]
+        faults.failing = False
+        assert cache.get("k") == "computed"
+
+
+def test_coalesce_reads_must_be_a_bool() -> None:
+    with pytest.raises(df.ConfigurationError, match="coalesce_reads"):
+        df.DataFerry(coalesce_reads="yes")  # type: ignore[arg-type]
