@@ -85,6 +85,40 @@ class Faults:
         return call()
 
 
+class EntryCalls:
+    """Records the L2 calls that touch entries (``{ns}:k:...``), not lock, tag or clear records.
+
+    ``calls``: ``(operation, entry keys)`` in order; ``ops``: how many calls per operation;
+    ``reads``: the ``get`` / ``get_many`` calls.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+        self.ops: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @property
+    def reads(self) -> list[tuple[str, list[str]]]:
+        return [(op, keys) for op, keys in self.calls if op in ("get", "get_many")]
+
+    def _see(self, operation: str, keys: Sequence[str]) -> None:
+        entries = [k for k in keys if k.split(":", 2)[1:2] == ["k"]]
+        if entries:
+            with self._lock:
+                self.calls.append((operation, entries))
+                self.ops[operation] += 1
+
+    async def arun(
+        self, operation: str, keys: Sequence[str], call: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        self._see(operation, keys)
+        return await call()
+
+    def run(self, operation: str, keys: Sequence[str], call: Callable[[], Any]) -> Any:
+        self._see(operation, keys)
+        return call()
+
+
 def count_events(cache: Any, name: str) -> Callable[[int], threading.Event]:
     """``until(n)``: an event set once ``cache`` has emitted ``name`` n times (any thread)."""
     seen = [0]
@@ -245,6 +279,7 @@ def sync_wait(event: threading.Event, timeout: float = 10.0) -> None:
 __all__ = [
     "AsyncLatch",
     "AsyncReading",
+    "EntryCalls",
     "Faults",
     "Gate",
     "HoldAfter",

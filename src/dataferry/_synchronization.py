@@ -46,6 +46,7 @@ __all__ = [
     "AsyncRuntime",
     "Batcher",
     "Cancelled",
+    "KeyFailure",
     "Outcome",
     "Run",
     "Runtime",
@@ -80,6 +81,25 @@ def _rethrow(error: BaseException, tb: TracebackType | None) -> BaseException:
         clone.__context__ = error.__context__
         clone.__suppress_context__ = error.__suppress_context__
     return clone.with_traceback(tb)
+
+
+class KeyFailure:
+    """A batch's result for one key it could not produce: ``error`` reaches its waiters.
+
+    Lets a batch fail per key (the keys it served, from L2 or fail-safe, keep their values)
+    while every caller waiting for a failed key still gets the error, as a single flight's
+    joiners do, instead of each loading the key again.
+    """
+
+    __slots__ = ("error", "tb")
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.tb: TracebackType | None = error.__traceback__
+
+    def raised(self) -> BaseException:
+        """A copy of the error to raise in one more waiter (see :func:`_rethrow`)."""
+        return _rethrow(self.error, self.tb)
 
 
 class AsyncOutcome:

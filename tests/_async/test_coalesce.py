@@ -11,38 +11,16 @@ import asyncio
 
 # unasync: end async-only
 import threading
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 import dataferry as df
-from tests.chaos import Faults
+from tests.chaos import EntryCalls, Faults
 
 NO_L1: Any = None
-
-
-class Calls:
-    """An L2 layer that counts the operations it sees."""
-
-    def __init__(self) -> None:
-        self.ops: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def _see(self, operation: str, keys: Sequence[str]) -> None:
-        if any(":k:" in key for key in keys):  # entries, not the clear and tag records
-            with self._lock:
-                self.ops[operation] += 1
-
-    async def arun(self, op: str, keys: Sequence[str], call: Any) -> Any:  # unasync: keep
-        self._see(op, keys)  # unasync: keep
-        return await call()  # unasync: keep
-
-    def run(self, op: str, keys: Sequence[str], call: Callable[[], Any], /) -> Any:
-        self._see(op, keys)
-        return call()
 
 
 # unasync: begin async-only
@@ -73,7 +51,7 @@ async def crowd(calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 async def test_concurrent_reads_go_to_the_l2_as_batches(l2_factory: Any) -> None:
-    calls = Calls()
+    calls = EntryCalls()
     keys = [f"k{i}" for i in range(40)]
     async with df.AsyncDataFerry(memory=NO_L1, distributed=l2_factory(), namespace="co") as w:
         await w.set_many({k: {"n": k} for k in keys})
@@ -89,7 +67,7 @@ async def test_concurrent_reads_go_to_the_l2_as_batches(l2_factory: Any) -> None
         got = await crowd([lambda k=k: cache.get(k) for k in [*keys, "absent"]])
         assert got == [{"n": k} for k in keys] + [None]
         # unasync: begin async-only
-        assert calls.ops == Counter({"get_many": 1})  # one gather, one batch read
+        assert calls.ops == {"get_many": 1}  # one gather, one batch read
         # unasync: end async-only
         assert calls.ops["get"] == 0
         assert 1 <= calls.ops["get_many"] < len(keys)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import dataferry as df
-from tests.chaos import AsyncLatch, AsyncReading, async_wait, count_events
+from tests.chaos import AsyncLatch, AsyncReading, EntryCalls, async_wait, count_events
 
 
 class Boom(Exception):
@@ -58,26 +58,6 @@ class Source:
     def loaded(self) -> list[str]:
         """Every key asked for, in every call."""
         return [k for call in self.calls for k in call]
-
-
-class EntryReads:
-    """An L2 layer that records the L2 reads of entries (not of tag or clear records)."""
-
-    def __init__(self) -> None:
-        self.reads: list[tuple[str, list[str]]] = []
-
-    def _see(self, operation: str, keys: Sequence[str]) -> None:
-        entries = [k for k in keys if k.startswith(f"{NS}:k:")]
-        if operation in ("get", "get_many") and entries:
-            self.reads.append((operation, entries))
-
-    async def arun(self, op: str, keys: Sequence[str], call: Any) -> Any:  # unasync: keep
-        self._see(op, keys)  # unasync: keep
-        return await call()  # unasync: keep
-
-    def run(self, op: str, keys: Sequence[str], call: Callable[[], Any], /) -> Any:
-        self._see(op, keys)
-        return call()
 
 
 # unasync: begin async-only
@@ -128,7 +108,7 @@ async def outcome(call: Callable[[], Awaitable[Any]]) -> Any:
 async def test_concurrent_loads_make_one_l2_read_and_one_load_many(l2_factory: Any) -> None:
     keys = [f"u{i}" for i in range(100)]
     in_l2 = keys[::3]  # written by another node: L2 hits here, L1 misses
-    reads = EntryReads()
+    reads = EntryCalls()
     async with node(l2_factory()) as other:
         await other.set_many({k: f"stored {k}" for k in in_l2})
     source = Source()

@@ -8,38 +8,16 @@ readers are the tasks of one ``asyncio.gather`` here and threads there.
 from __future__ import annotations
 
 import threading
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 import dataferry as df
-from tests.chaos import Faults
+from tests.chaos import EntryCalls, Faults
 
 NO_L1: Any = None
-
-
-class Calls:
-    """An L2 layer that counts the operations it sees."""
-
-    def __init__(self) -> None:
-        self.ops: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def _see(self, operation: str, keys: Sequence[str]) -> None:
-        if any(":k:" in key for key in keys):  # entries, not the clear and tag records
-            with self._lock:
-                self.ops[operation] += 1
-
-    async def arun(self, op: str, keys: Sequence[str], call: Any) -> Any:  # unasync: keep
-        self._see(op, keys)  # unasync: keep
-        return await call()  # unasync: keep
-
-    def run(self, op: str, keys: Sequence[str], call: Callable[[], Any], /) -> Any:
-        self._see(op, keys)
-        return call()
 
 
 
@@ -60,7 +38,7 @@ def crowd(calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 def test_concurrent_reads_go_to_the_l2_as_batches(l2_factory: Any) -> None:
-    calls = Calls()
+    calls = EntryCalls()
     keys = [f"k{i}" for i in range(40)]
     with df.DataFerry(memory=NO_L1, distributed=l2_factory(), namespace="co") as w:
         w.set_many({k: {"n": k} for k in keys})

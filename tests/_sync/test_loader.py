@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import dataferry as df
-from tests.chaos import Latch, Reading, sync_wait, count_events
+from tests.chaos import Latch, Reading, EntryCalls, sync_wait, count_events
 
 
 class Boom(Exception):
@@ -57,26 +57,6 @@ class Source:
         return [k for call in self.calls for k in call]
 
 
-class EntryReads:
-    """An L2 layer that records the L2 reads of entries (not of tag or clear records)."""
-
-    def __init__(self) -> None:
-        self.reads: list[tuple[str, list[str]]] = []
-
-    def _see(self, operation: str, keys: Sequence[str]) -> None:
-        entries = [k for k in keys if k.startswith(f"{NS}:k:")]
-        if operation in ("get", "get_many") and entries:
-            self.reads.append((operation, entries))
-
-    async def arun(self, op: str, keys: Sequence[str], call: Any) -> Any:  # unasync: keep
-        self._see(op, keys)  # unasync: keep
-        return await call()  # unasync: keep
-
-    def run(self, op: str, keys: Sequence[str], call: Callable[[], Any], /) -> Any:
-        self._see(op, keys)
-        return call()
-
-
 
 
 class Crowd:
@@ -112,7 +92,7 @@ def outcome(call: Callable[[], Any]) -> Any:
 def test_concurrent_loads_make_one_l2_read_and_one_load_many(l2_factory: Any) -> None:
     keys = [f"u{i}" for i in range(100)]
     in_l2 = keys[::3]  # written by another node: L2 hits here, L1 misses
-    reads = EntryReads()
+    reads = EntryCalls()
     with node(l2_factory()) as other:
         other.set_many({k: f"stored {k}" for k in in_l2})
     source = Source()

@@ -14,7 +14,7 @@ from typing_extensions import Self
 from dataferry._async._backplane import Action, AsyncBackplaneAccessor
 from dataferry._async._datasource import AsyncCachedSource
 from dataferry._async._decorator import AsyncCachedDecorator, cached_decorator
-from dataferry._async._flight import AsyncSingleFlight, KeyFailure
+from dataferry._async._flight import AsyncSingleFlight
 from dataferry._async._l2 import AsyncDistributedAccessor
 from dataferry._async._loader import AsyncLoader
 from dataferry._async._pipeline import AsyncCompute, Staged, Stale, serve_refreshing
@@ -35,7 +35,7 @@ from dataferry._resilience import DEFAULT_RESILIENCE, Resilience, check_resilien
 from dataferry._resolve import Resolved
 from dataferry._scopes import Floor
 from dataferry._sources import AsyncSourceLike
-from dataferry._synchronization import AsyncRuntime
+from dataferry._synchronization import AsyncRuntime, KeyFailure
 from dataferry._telemetry import (
     DEFAULT_TELEMETRY,
     CacheTelemetry,
@@ -907,7 +907,7 @@ class AsyncDataFerry:
         tag_tuple = core.tags_of(tags)
         found, failed = await self._get_or_set_many(pairs, load_many, opts, tag_tuple, type)
         if failed:
-            raise next(iter(failed.values()))
+            raise next(iter(failed.values())).error
         return {k: found[k] for k, _ in pairs if k in found}
 
     async def _get_or_set_many(
@@ -917,15 +917,15 @@ class AsyncDataFerry:
         opts: Resolved,
         tags: tuple[str, ...],
         type: Any,
-    ) -> tuple[dict[str, Any], dict[str, Exception]]:
+    ) -> tuple[dict[str, Any], dict[str, KeyFailure]]:
         """The work of :meth:`get_or_set_many` (and of a loader's batch), arguments checked.
 
-        Returns ``({key: value}, {key: exception})``: the keys found or loaded, and the keys
+        Returns ``({key: value}, {key: KeyFailure})``: the keys found or loaded, and the keys
         that got no value because ``load_many`` failed (fail-safe had none to serve). A
         failure is per key, so the keys of the batch found in L1 or L2 keep their values.
         """
         found, missing = self._l1_get_many(pairs, opts, type)
-        failures: dict[str, Exception] = {}
+        failures: dict[str, KeyFailure] = {}
         if not missing:
             return found, failures
         stale: dict[str, Stale] = {}
@@ -958,7 +958,7 @@ class AsyncDataFerry:
             results = await self._flights.run_many(list(user_key), read, load)
         for skey, value in results.items():
             if isinstance(value, KeyFailure):
-                failures[user_key[skey]] = value.error
+                failures[user_key[skey]] = value
             else:
                 found[user_key[skey]] = value if type is None else self._typed(value, type)
         return found, failures
@@ -1000,11 +1000,7 @@ class AsyncDataFerry:
                     f"load_many must return a mapping, got {loaded.__class__.__name__}"
                 )
             values = {s: loaded[user_key[s]] for s in skeys if user_key[s] in loaded}
-            # As for one key (AsyncCompute._stage): a key written or invalidated while
-            # load_many ran gets the loaded value, but it is not stored.
-            fill_ok = core.versions.fill_ok
-            kept = {s: v for s, v in values.items() if fill_ok(s, started)}
-            await self._store_many(kept, opts, tags, strict=False)
+            await self._store_many(values, opts, tags, strict=False, started=started)
         except Exception as exc:
             failure = KeyFailure(exc)
             return dict.fromkeys(skeys, failure)
@@ -1065,14 +1061,21 @@ class AsyncDataFerry:
         *,
         strict: bool,
         cost: float = 0.0,
+        started: int | None = None,
     ) -> Staged | None:
         """Encode ``value`` and put it in L1; return the L2 write still to do (or None).
 
         Encoding comes first: a value L2 can't hold raises before anything is stored.
+        ``started``: the key's version when the computation of ``value`` began. If the key
+        was written, removed or invalidated since (here, or on another node through the
+        backplane), the value may predate that change (a read-through load racing a
+        write-through save): it answers its callers but is stored nowhere.
         """
         if self._runtime.closed:
             return None  # a factory finishing while the cache closes: answer, write nothing
         core = self._core
+        if started is not None and not core.versions.fill_ok(skey, started):
+            return None  # computed from data older than a write of the key: not stored
         memory = None if opts.skip_memory else core.memory
         use_l2 = self._l2 is not None and not opts.skip_distributed
         version = core.versions.bump(skey)  # a read begun before this write must not refill L1
@@ -1165,7 +1168,12 @@ class AsyncDataFerry:
         tags: tuple[str, ...],
         *,
         strict: bool,
+        started: int | None = None,
     ) -> None:
+        """Store ``values`` (``{skey: value}``) in L1 and L2, as :meth:`_stage` does one."""
+        if started is not None:
+            fill_ok = self._core.versions.fill_ok
+            values = {s: v for s, v in values.items() if fill_ok(s, started)}
         if self._runtime.closed or not values:
             return
         if opts.ttl <= 0:

@@ -25,9 +25,15 @@ from typing import Any, Protocol
 
 from dataferry._core import MISS
 from dataferry._events import CacheEvents
-from dataferry._synchronization import TIMED_OUT, AsyncCancelled, AsyncOutcome, AsyncRuntime
+from dataferry._synchronization import (
+    TIMED_OUT,
+    AsyncCancelled,
+    AsyncOutcome,
+    AsyncRuntime,
+    KeyFailure,
+)
 
-__all__ = ["ABSENT", "AsyncMissWork", "AsyncSingleFlight", "KeyFailure", "run_alone"]
+__all__ = ["ABSENT", "AsyncMissWork", "AsyncSingleFlight", "run_alone"]
 
 #: A batch producer left this key out (not found): its joiners compute it themselves.
 ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -35,20 +41,6 @@ ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
 _RETRY: Any = type("_Retry", (), {"__repr__": lambda self: "RETRY"})()
 
 Work = Callable[[], Awaitable[Any]]
-
-
-class KeyFailure:
-    """A batch producer's result for one key it could not produce: ``error`` reaches its waiters.
-
-    Lets a batch fail per key (the keys it served, from L2 or fail-safe, keep their values)
-    while the joiners of a failed key still get the error, as a single flight's joiners do,
-    instead of each loading the key again.
-    """
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
 
 
 class AsyncMissWork(Protocol):

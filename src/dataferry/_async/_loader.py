@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from dataferry._callables import AsyncLoadMany
@@ -20,7 +19,7 @@ from dataferry._core import MISS
 from dataferry._errors import ConfigurationError, InvalidKeyError
 from dataferry._keys import check_key
 from dataferry._options import EntryOptions, seconds
-from dataferry._synchronization import AsyncBatcher, _rethrow
+from dataferry._synchronization import AsyncBatcher, KeyFailure
 
 if TYPE_CHECKING:
     from dataferry._async._facade import AsyncDataFerry
@@ -28,20 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncLoader"]
 
 T = TypeVar("T")
-
-
-class _Failed:
-    """What a batch hands the loads of a key that ``load_many`` failed for (never a value)."""
-
-    __slots__ = ("error", "tb")
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-        self.tb: TracebackType | None = error.__traceback__
-
-    def raised(self) -> BaseException:
-        # Each waiting load raises its own copy: tracebacks never grow with their number.
-        return _rethrow(self.error, self.tb)
 
 
 class AsyncLoader(Generic[T]):
@@ -151,7 +136,7 @@ class AsyncLoader(Generic[T]):
         value = found.get(key, MISS)
         if value is MISS:
             raise KeyError(key)
-        if value.__class__ is _Failed:
+        if value.__class__ is KeyFailure:
             raise value.raised()
         return value  # type: ignore[no-any-return]
 
@@ -188,7 +173,7 @@ class AsyncLoader(Generic[T]):
             value = found.get(key, MISS)
             if value is MISS:
                 continue
-            if value.__class__ is _Failed:
+            if value.__class__ is KeyFailure:
                 raise value.raised()
             out[key] = value
         return {k: out[k] for k in wanted if k in out}
@@ -213,8 +198,7 @@ class AsyncLoader(Generic[T]):
             self._tags,
             self._type,
         )
-        for key, exc in failed.items():
-            found[key] = _Failed(exc)
+        found.update(failed)  # each failed key's waiting loads raise a copy of its error
         return found
 
     def __repr__(self) -> str:

@@ -534,13 +534,9 @@ class AsyncCompute:
         cost = time.perf_counter() - self._t0
         core.record_cost(cost)
         value, opts, tags = core.adapt(result, self._opts, self._tags)
-        if not core.versions.fill_ok(self._skey, self._started):
-            # The key was written, removed or invalidated (here, or on another node through
-            # the backplane) while the factory ran: its value may predate that change (a
-            # write-through save racing a read-through load), so it answers this work's
-            # callers but is stored nowhere.
-            return value, None
-        staged = cache._stage(self._skey, value, opts, tags, strict=False, cost=cost)
+        staged = cache._stage(
+            self._skey, value, opts, tags, strict=False, cost=cost, started=self._started
+        )
         if staged is not None and self._l2_failed:
             staged.background = True
         return value, staged

@@ -9,7 +9,8 @@ run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dataferry._errors import CacheClosedError, ConfigurationError, DataFerryError
@@ -59,28 +60,40 @@ async def _feed_pairs(
         except DataFerryError as exc:
             tally.fail(describe(item), exc)
             continue
-        await pool.submit(_write, cache, plan, tally, key, value)
+        await pool.submit(_put, cache, plan, tally, key, partial(_given, value))
 
 
-async def _write(cache: AsyncDataFerry, plan: WarmPlan, tally: Tally, key: str, value: Any) -> None:
+async def _given(value: Any) -> Any:
+    """A pair's value, as a job's producer (see :func:`_put`)."""
+    return value
+
+
+async def _put(
+    cache: AsyncDataFerry,
+    plan: WarmPlan,
+    tally: Tally,
+    key: str,
+    produce: Callable[[], Awaitable[Any]],
+) -> None:
+    """Write ``produce()``'s value under ``key``; without ``overwrite``, only if not fresh."""
     try:
         if plan.overwrite:
-            value, ttl, tags, options = unwrap(value, plan)
+            value, ttl, tags, options = unwrap(await produce(), plan)
             await cache.set(key, value, ttl=ttl, tags=tags, options=options)
             tally.add(loaded=1)
             return
-        written = False
+        called = False
 
-        def factory() -> Any:
-            nonlocal written
-            written = True
-            return value
+        async def factory() -> Any:
+            nonlocal called
+            called = True
+            return await produce()
 
         await cache.get_or_set(key, factory, ttl=plan.ttl, tags=plan.tags, options=plan.options)
     except Exception as exc:
         tally.fail(key, exc)
         return
-    if written:
+    if called:
         tally.add(loaded=1)
     else:
         tally.add(skipped=1)
@@ -101,7 +114,8 @@ async def _feed_keys(
                 tally.fail(describe(item), exc)
                 continue
             if load is not None:
-                await pool.submit(_load_one, cache, plan, tally, load, key)
+                produce = partial(cache._runtime.call, partial(load, key))
+                await pool.submit(_put, cache, plan, tally, key, produce)
             elif key in batch:
                 tally.add(skipped=1)
             else:
@@ -115,34 +129,6 @@ async def _feed_keys(
         await pool.submit(_load_batch, cache, plan, tally, load_many, list(batch))
     if error is not None:
         raise error
-
-
-async def _load_one(
-    cache: AsyncDataFerry, plan: WarmPlan, tally: Tally, load: Callable[[str], Any], key: str
-) -> None:
-    runtime = cache._runtime
-    try:
-        if plan.overwrite:
-            value = await runtime.call(lambda: load(key))
-            value, ttl, tags, options = unwrap(value, plan)
-            await cache.set(key, value, ttl=ttl, tags=tags, options=options)
-            tally.add(loaded=1)
-            return
-        called = False
-
-        async def factory() -> Any:
-            nonlocal called
-            called = True
-            return await runtime.call(lambda: load(key))
-
-        await cache.get_or_set(key, factory, ttl=plan.ttl, tags=plan.tags, options=plan.options)
-    except Exception as exc:
-        tally.fail(key, exc)
-        return
-    if called:
-        tally.add(loaded=1)
-    else:
-        tally.add(skipped=1)
 
 
 async def _load_batch(

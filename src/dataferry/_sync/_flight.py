@@ -26,9 +26,15 @@ from typing import Any, Protocol
 
 from dataferry._core import MISS
 from dataferry._events import CacheEvents
-from dataferry._synchronization import TIMED_OUT, Cancelled, Outcome, Runtime
+from dataferry._synchronization import (
+    TIMED_OUT,
+    Cancelled,
+    Outcome,
+    Runtime,
+    KeyFailure,
+)
 
-__all__ = ["ABSENT", "MissWork", "SingleFlight", "KeyFailure", "run_alone"]
+__all__ = ["ABSENT", "MissWork", "SingleFlight", "run_alone"]
 
 #: A batch producer left this key out (not found): its joiners compute it themselves.
 ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -36,20 +42,6 @@ ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
 _RETRY: Any = type("_Retry", (), {"__repr__": lambda self: "RETRY"})()
 
 Work = Callable[[], Any]
-
-
-class KeyFailure:
-    """A batch producer's result for one key it could not produce: ``error`` reaches its waiters.
-
-    Lets a batch fail per key (the keys it served, from L2 or fail-safe, keep their values)
-    while the joiners of a failed key still get the error, as a single flight's joiners do,
-    instead of each loading the key again.
-    """
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
 
 
 class MissWork(Protocol):

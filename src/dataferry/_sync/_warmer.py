@@ -11,6 +11,7 @@ run.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dataferry._errors import CacheClosedError, ConfigurationError, DataFerryError
@@ -60,28 +61,40 @@ def _feed_pairs(
         except DataFerryError as exc:
             tally.fail(describe(item), exc)
             continue
-        pool.submit(_write, cache, plan, tally, key, value)
+        pool.submit(_put, cache, plan, tally, key, partial(_given, value))
 
 
-def _write(cache: DataFerry, plan: WarmPlan, tally: Tally, key: str, value: Any) -> None:
+def _given(value: Any) -> Any:
+    """A pair's value, as a job's producer (see :func:`_put`)."""
+    return value
+
+
+def _put(
+    cache: DataFerry,
+    plan: WarmPlan,
+    tally: Tally,
+    key: str,
+    produce: Callable[[], Any],
+) -> None:
+    """Write ``produce()``'s value under ``key``; without ``overwrite``, only if not fresh."""
     try:
         if plan.overwrite:
-            value, ttl, tags, options = unwrap(value, plan)
+            value, ttl, tags, options = unwrap(produce(), plan)
             cache.set(key, value, ttl=ttl, tags=tags, options=options)
             tally.add(loaded=1)
             return
-        written = False
+        called = False
 
         def factory() -> Any:
-            nonlocal written
-            written = True
-            return value
+            nonlocal called
+            called = True
+            return produce()
 
         cache.get_or_set(key, factory, ttl=plan.ttl, tags=plan.tags, options=plan.options)
     except Exception as exc:
         tally.fail(key, exc)
         return
-    if written:
+    if called:
         tally.add(loaded=1)
     else:
         tally.add(skipped=1)
@@ -102,7 +115,8 @@ def _feed_keys(
                 tally.fail(describe(item), exc)
                 continue
             if load is not None:
-                pool.submit(_load_one, cache, plan, tally, load, key)
+                produce = partial(cache._runtime.call, partial(load, key))
+                pool.submit(_put, cache, plan, tally, key, produce)
             elif key in batch:
                 tally.add(skipped=1)
             else:
@@ -116,34 +130,6 @@ def _feed_keys(
         pool.submit(_load_batch, cache, plan, tally, load_many, list(batch))
     if error is not None:
         raise error
-
-
-def _load_one(
-    cache: DataFerry, plan: WarmPlan, tally: Tally, load: Callable[[str], Any], key: str
-) -> None:
-    runtime = cache._runtime
-    try:
-        if plan.overwrite:
-            value = runtime.call(lambda: load(key))
-            value, ttl, tags, options = unwrap(value, plan)
-            cache.set(key, value, ttl=ttl, tags=tags, options=options)
-            tally.add(loaded=1)
-            return
-        called = False
-
-        def factory() -> Any:
-            nonlocal called
-            called = True
-            return runtime.call(lambda: load(key))
-
-        cache.get_or_set(key, factory, ttl=plan.ttl, tags=plan.tags, options=plan.options)
-    except Exception as exc:
-        tally.fail(key, exc)
-        return
-    if called:
-        tally.add(loaded=1)
-    else:
-        tally.add(skipped=1)
 
 
 def _load_batch(
