@@ -10,6 +10,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def ensure_venv() -> None:
             run(sys.executable, "-m", "pip", "install", "--quiet", "--user", "virtualenv")
             run(sys.executable, "-m", "virtualenv", "--quiet", VENV)
     run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    # The package with every extra, and the tools of the dev dependency group (pyproject.toml).
+    run(PY, "-m", "pip", "install", "--quiet", "-e", ".[all]", "--group", "dev")
     stamp.write_text(want)
 
 
@@ -57,6 +59,24 @@ def check() -> None:
     os.environ["PYRIGHT_PYTHON_GLOBAL_NODE"] = "0"
     os.environ["PYRIGHT_PYTHON_IGNORE_WARNINGS"] = "1"
     run(BIN / "pyright", "--pythonpath", PY)
+
+
+def bare_install() -> None:
+    """Build the wheel, install it without extras in a fresh virtualenv, import it, run the demo.
+
+    Catches what the project's own venv hides: a module that needs a dev-only package, a file
+    missing from the wheel, an entry point that doesn't start.
+    """
+    with tempfile.TemporaryDirectory(prefix="dataferry-bare-") as tmp:
+        dist, env = Path(tmp) / "dist", Path(tmp) / "venv"
+        run(PY, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, ".")
+        (wheel,) = dist.glob("dataferry-*.whl")
+        venv.EnvBuilder(with_pip=True).create(env)
+        bare = env / BIN.name
+        run(bare / "python", "-m", "pip", "install", "--quiet", wheel)
+        run(bare / "python", "-c", "import dataferry; print('bare:', dataferry.__version__)")
+        run(bare / "dataferry", "demo", "--duration", "1", "--baseline-seconds", "0.5",
+            "--no-progress")  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
@@ -75,6 +95,7 @@ def main(argv: list[str]) -> int:
             PY, "-m", "pytest", "-p", "no:cacheprovider",
             "--cov=dataferry", "--cov-report=term", "--cov-fail-under=90", *rest,
         )  # fmt: skip
+        bare_install()
     else:
         for bench in rest or sorted(p.name for p in (ROOT / "benchmarks").glob("bench_*.py")):
             run(PY, Path("benchmarks") / bench)

@@ -53,9 +53,8 @@ from dataferry._sync._datasource import CachedSource
 from dataferry._sync._facade import DataFerry
 from dataferry._sync._loader import Loader
 from dataferry._telemetry import Telemetry
+from dataferry._version import __version__
 from dataferry._warming import KeySeeder, WarmFailure, WarmProgress, WarmReport
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AesGcmEncryptor",

@@ -36,6 +36,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from dataferry._errors import ConfigurationError
 from dataferry._events import COUNTERS, LATENCY_BOUNDS_MS
+from dataferry._version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
     from dataferry._core import Core
 
 __all__ = ["COUNTER_NAMES", "DEFAULT_TELEMETRY", "CacheTelemetry", "Telemetry"]
-
-VERSION = "0.1.0"
 
 #: The OpenTelemetry instrument of each counter of :class:`~dataferry.Stats`. The memory and
 #: distributed hits and misses are one instrument each, with a ``level`` attribute.
@@ -182,7 +181,7 @@ class _Instruments:
     """The instruments of one meter provider, shared by every cache that reports to it."""
 
     def __init__(self, provider: MeterProvider | None) -> None:
-        meter = metrics.get_meter("dataferry", VERSION, meter_provider=provider)
+        meter = metrics.get_meter("dataferry", __version__, meter_provider=provider)
         self.caches: weakref.WeakSet[CacheTelemetry] = weakref.WeakSet()
         self._lock = threading.Lock()
         # Counts of closed caches, so a cumulative counter never goes back when one closes.
@@ -371,7 +370,7 @@ class CacheTelemetry:
         self.breaker: Callable[[], str] | None = None
         self._instruments = _instruments_for(config.meter_provider) if config.metrics else None
         self._tracer = (
-            trace.get_tracer("dataferry", VERSION, tracer_provider=config.tracer_provider)
+            trace.get_tracer("dataferry", __version__, tracer_provider=config.tracer_provider)
             if config.traces
             else None
         )
