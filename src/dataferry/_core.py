@@ -313,19 +313,23 @@ class Core:
         return prefix + check_key(key)
 
     @staticmethod
-    def storage_keys(prefix: str, keys: Iterable[object]) -> list[tuple[str, str]]:
-        """Validate every key first (bad input raises before any I/O); return (key, skey)."""
+    def check_keys(keys: Iterable[object]) -> list[str]:
+        """Validate every key first (bad input raises before any I/O); return them as a list."""
         if isinstance(keys, (str, bytes)):
             raise InvalidKeyError("expected an iterable of keys, got a single str/bytes")
         if not isinstance(keys, Iterable):
             raise InvalidKeyError(f"expected an iterable of keys, got {type(keys).__name__}")
-        out = []
-        for key in keys:
+        out: list[Any] = list(keys)
+        for key in out:
             # The common key (a short ASCII str) is checked inline; check_key does the rest.
             if key.__class__ is not str or not 0 < len(key) <= 256 or not key.isascii():
-                key = check_key(key)
-            out.append((key, prefix + key))
+                return [check_key(k) for k in out]
         return out
+
+    @classmethod
+    def storage_keys(cls, prefix: str, keys: Iterable[object]) -> list[tuple[str, str]]:
+        """Validate every key first (bad input raises before any I/O); return (key, skey)."""
+        return [(key, prefix + key) for key in cls.check_keys(keys)]
 
     def resolve(self, ttl: float | timedelta | None, options: EntryOptions | None) -> Resolved:
         """Merge the cache defaults, ``options`` and an explicit ``ttl`` (highest priority)."""

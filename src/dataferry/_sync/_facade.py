@@ -736,28 +736,29 @@ class DataFerry:
         """Return ``{key: value}`` for the keys that hit (L1 first, then one L2 round trip)."""
         self._runtime.check_open()
         core = self._core
-        pairs = core.storage_keys(self._prefix, keys)
+        names = core.check_keys(keys)
         if type is not None:
             core.codec.check_type(type)
         opts = core.resolve(None, options)
+        prefix = self._prefix
         if core.memory is None or opts.skip_memory:
             # No L1 to read or fill: one batch read, decoded straight into the result.
             l2 = self._l2
-            if l2 is None or opts.skip_distributed or not pairs:
+            if l2 is None or opts.skip_distributed or not names:
                 return {}
-            skeys = [skey for _, skey in pairs]
+            skeys = [prefix + k for k in names]
             with core.op("get_many", None, self._tenant):
                 floor = self._floor()
                 blobs = l2.get_many(skeys, raise_errors=opts.raise_distributed_errors)
                 tagged: list[tuple[Any, float, tuple[str, ...]]] = []
-                values = core.fresh_values(
-                    skeys, blobs, [k for k, _ in pairs], self._tenant, type, floor, tagged
-                )
-                storage = dict(zip([k for k, _ in pairs], skeys, strict=True))
-                for k, created_at, tags in tagged:
-                    if not self._tags_hold(storage[k], tags, created_at):
-                        del values[k]
+                values = core.fresh_values(skeys, blobs, names, self._tenant, type, floor, tagged)
+                if tagged:
+                    storage = dict(zip(names, skeys, strict=True))
+                    for k, created_at, tags in tagged:
+                        if not self._tags_hold(storage[k], tags, created_at):
+                            del values[k]
             return values
+        pairs = [(k, prefix + k) for k in names]
         found, missing = self._l1_get_many(pairs, opts, type)
         if missing:
             with core.op("get_many", None, self._tenant):
