@@ -1,7 +1,10 @@
-"""The observability examples run and print what they promise; docs/observability.md is complete.
+"""The examples run and do what they promise; docs/observability.md is complete.
 
-The examples run as users run them (``python examples/x.py`` in a subprocess, no server: they
-use the embedded SQLite L2). The doc checks compare the doc with what the library really
+The examples run as users run them (``python examples/x.py`` in a subprocess): without a
+server (the embedded SQLite L2), and, for the worker, the multi-tenant setup and the Django
+project, against a real redis-server of the test harness (``DATAFERRY_URL``), whose contents
+are then checked from the outside (redis-py, ``dataferry inspect``). The FastAPI app runs
+through httpx's ASGI transport. The doc checks compare the doc with what the library really
 creates (instruments, span names, event classes, ``Telemetry`` options), so a new instrument
 or event can't be added without documenting it.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -31,7 +35,13 @@ DOC = ROOT / "docs" / "observability.md"
 TIMEOUT = 120  # seconds per example: they take about one on an idle machine
 
 
-def run_example(name: str, *args: str) -> str:
+def example_env(**variables: str) -> dict[str, str]:
+    """This process's environment without DataFerry's settings, plus ``variables``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATAFERRY_URL", "DATAFERRY_KEYS")}
+    return {**env, **variables}
+
+
+def run_example(name: str, *args: str, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), *args],
         cwd=ROOT,
@@ -39,6 +49,7 @@ def run_example(name: str, *args: str) -> str:
         text=True,
         timeout=TIMEOUT,
         check=False,
+        env=env,
     )
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -409,3 +420,287 @@ async def test_fastapi_example_caches_validates_and_invalidates() -> None:
         await client.get("/products/2")
         assert db.queries == queries
     assert cache.closed
+
+
+# == examples/worker.py ============================================================================
+
+
+def expected_totals(worker: Any, orders: list[Any]) -> float:
+    """The revenue of ``orders`` priced from the services' own data (no cache)."""
+    total = 0.0
+    for order in orders:
+        net = sum(worker.product(pid)["price"] * qty for pid, qty in order.lines)
+        discount = worker.customer_record(order.customer)["discount"]
+        total += round(net * (1 - discount) * worker.RATES[order.currency], 2)
+    return round(total, 2)
+
+
+def test_worker_calls_each_service_once_per_key_across_threads(redis_url: str) -> None:
+    import importlib
+
+    import redis
+
+    worker = importlib.import_module("examples.worker")
+    jobs, seed = 200, 7
+    out = run_example(
+        "worker.py",
+        "--json",
+        f"--jobs={jobs}",
+        "--threads=8",
+        f"--seed={seed}",
+        env=example_env(DATAFERRY_URL=redis_url),
+    )
+    summary = json.loads(out)
+    assert summary["l2"] == redis_url
+    first, outage = summary["batches"]
+    orders = worker.make_orders(jobs, seed)
+    later = worker.make_orders(jobs, seed + 1, first_id=jobs + 1)
+
+    def keys(batch: list[Any]) -> dict[str, set[str]]:
+        return {
+            "rates": {f"rate:{o.currency}" for o in batch},
+            "catalogue": {f"product:{pid}" for o in batch for pid, _ in o.lines},
+            "crm": {f"customer:{o.customer}" for o in batch},
+        }
+
+    # Batch 1: 8 threads, each service called exactly once per key the orders need.
+    needed = keys(orders)
+    for service, calls in first["calls"].items():
+        assert set(calls) == needed[service], service
+        assert set(calls.values()) == {1}, f"{service} called more than once for a key: {calls}"
+    assert first["orders"] == jobs
+    assert first["revenue"] == expected_totals(worker, orders)
+
+    # Batch 2, rates service down: every order priced with the stale rates (the right
+    # figures), the failing service called once per rate, new keys of the others once each.
+    assert outage["orders"] == jobs
+    assert outage["revenue"] == expected_totals(worker, later)
+    now = keys(later)
+    assert outage["calls"]["rates"] == dict.fromkeys(sorted(now["rates"]), 1)
+    for service in ("catalogue", "crm"):
+        assert outage["calls"][service] == dict.fromkeys(sorted(now[service] - needed[service]), 1)
+    stats = summary["stats"]
+    assert stats["failsafe_activations"] == stats["factory_errors"] == len(now["rates"])
+    assert stats["distributed_errors"] == stats["decode_errors"] == 0
+
+    # The reference data is in Redis, where other workers find it.
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stored = {k.decode() for k in client.scan_iter("worker:*", count=1000)}
+    finally:
+        client.close()
+    for service_keys in needed.values():
+        assert {f"worker:k:{k}" for k in service_keys} <= stored
+
+
+def test_worker_runs_without_a_server() -> None:
+    out = run_example("worker.py", "--jobs=30", "--threads=4", env=example_env())
+    assert re.search(r"^worker: 30 orders per batch on 4 threads, L2 sqlite:///", out, re.MULTILINE)
+    assert re.search(r"^batch 1: 30 orders priced in [\d.]+ s; rates \d calls", out, re.MULTILINE)
+    assert "batch 2, rates service down: 30 orders priced with stale rates" in out
+    assert re.search(r"^  failsafe_activations +[1-5]$", out, re.MULTILINE)  # stats() table
+
+
+# == examples/multi_tenant.py ======================================================================
+
+
+def inspect_entry(url: str, tenant: str, key: str, *args: str, env: dict[str, str]) -> Any:
+    """``dataferry inspect --json`` of a tenant's entry of the example, as an operator runs it."""
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "dataferry", "inspect", key, "--redis", url),
+            *("--namespace=saas", f"--tenant={tenant}", "--keys-env=DATAFERRY_KEYS", "--json"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_multi_tenant_example_isolates_erases_and_rotates(redis_url: str) -> None:
+    import redis
+
+    env = example_env(DATAFERRY_URL=redis_url, DATAFERRY_KEYS=f"t1:{df.Keyring.generate_key()}")
+    found = json.loads(run_example("multi_tenant.py", "--json", env=env))
+    assert (found["old_primary"], found["new_primary"]) == ("t1", "rotated-1")
+    acme1 = {"name": "Wile E. Coyote", "email": "wile@acme.example", "plan": "pro"}
+    globex1 = {"name": "Hank Scorpio", "email": "hank@globex.example", "plan": "team"}
+    globex2 = {"name": "Homer Simpson", "email": "homer@globex.example", "plan": "free"}
+
+    # Isolation: one key, one entry per tenant, none for the root cache; moved bytes are a miss.
+    isolation = found["isolation"]
+    assert isolation["reads"] == {"acme": acme1, "globex": globex1, "root": None}
+    assert isolation["plaintext_in_l2"] is False
+    assert isolation["swapped_read"] is None
+    assert isolation["decode_errors"] == 1
+    # Rotation: entries written under the old primary still decrypt.
+    assert found["rotation"]["old_entries"] == {"acme": acme1, "globex": globex1}
+    # Erasure of acme: on the node that erased (L1 too) and on another node.
+    erasure = found["erasure"]
+    erased = {"customer:1": None, "customer:2": None}
+    kept = {"customer:1": globex1, "customer:2": globex2}
+    assert erasure["same_node"] == {"acme": erased, "globex": kept, "acme_with_l1": erased}
+    assert erasure["other_node"] == {"acme": erased, "globex": kept}
+    assert erasure["erased_bytes_still_stored"] == {"customer:1": True, "customer:2": True}
+    assert erasure["written_after"]["name"] == "Marvin"
+    # Retiring the old key: its entries are misses, the new key's are not.
+    assert found["retirement"] == {"globex": {"customer:1": None, "customer:2": globex2}}
+
+    # From the outside: the bytes in Redis are ciphertext...
+    client = redis.Redis.from_url(redis_url)
+    try:
+        raw = client.get("saas:t:acme:customer:1")
+    finally:
+        client.close()
+    assert raw
+    assert b"Coyote" not in raw
+    assert b"wile@" not in raw
+    # ...acme's erased entry is there but undecryptable with the keyring, globex's decrypts,
+    # and what was written after the rotation carries the new key's id.
+    acme = inspect_entry(redis_url, "acme", "customer:1", env=env)
+    assert acme["found"]
+    assert acme["envelope"]["key_id"] == "t1"
+    assert "value" not in acme
+    assert acme["value_note"].startswith("could not decode")
+    globex = inspect_entry(redis_url, "globex", "customer:1", env=env)
+    assert (globex["envelope"]["key_id"], globex["value"]) == ("t1", globex1)
+    rotated = inspect_entry(redis_url, "globex", "customer:2", "--no-value", env=env)
+    assert rotated["envelope"]["key_id"] == "rotated-1"
+    assert "encrypted" in rotated["envelope"]["flags"]
+
+
+def test_multi_tenant_example_runs_without_a_server() -> None:
+    out = run_example("multi_tenant.py", env=example_env())
+    assert re.search(
+        r"^L2 sqlite:///.*; keyring generated for this run: ids \['demo-1'\]", out, re.M
+    )
+    lines = [line.split() for line in out.splitlines()]
+    assert ["acme", "customer:1", "Wile", "E.", "Coyote"] in lines
+    assert ["root", "customer:1", "miss"] in lines
+    assert "plaintext visible: False" in out
+    assert ["acme", "customer:1", "miss,", "customer:2", "miss"] in lines
+    assert "acme's erased entries still in the L2, undecryptable: True" in out
+    assert ["globex", "customer:1", "miss,", "customer:2", "Homer", "Simpson"] in lines
+
+
+# == examples/django_project =======================================================================
+
+DJANGO_PROJECT = ROOT / "examples" / "django_project"
+
+#: Run in the project's directory (``python -c``): Django's test client sends the requests given
+#: as JSON in argv[1]; prints, as JSON, each response's status, X-Cache header and JSON body,
+#: then the cache's stats().
+DJANGO_DRIVER = """
+import json, os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "project.settings"
+import django
+django.setup()
+from django.core.cache import caches
+from django.test import Client
+from django.test.utils import setup_test_environment
+from dataferry.contrib.django import shutdown_caches
+setup_test_environment()
+client = Client()
+out = []
+for method, path, data in json.loads(sys.argv[1]):
+    r = client.get(path) if method == "GET" else client.post(path, data)
+    body = r.json() if r["Content-Type"] == "application/json" else None
+    out.append([r.status_code, r.get("X-Cache"), body])
+stats = caches["default"].dataferry.stats().as_dict()
+shutdown_caches()
+print(json.dumps({"responses": out, "stats": stats}))
+"""
+
+
+def drive_django(requests: list[tuple[str, str, Any]], env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-c", DJANGO_DRIVER, json.dumps(requests)],
+        cwd=DJANGO_PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def test_django_project_caches_in_redis_and_invalidates_on_commit(
+    redis_url: str, tmp_path: Path
+) -> None:
+    import redis
+
+    env = example_env(DATAFERRY_URL=redis_url, DJANGO_DATABASE=str(tmp_path / "db.sqlite3"))
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=DJANGO_PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env=env,
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    assert "Applying catalog.0001_initial... OK" in migrate.stdout
+
+    teapot = {"id": 1, "name": "Teapot", "price_cents": 2400}
+    cheaper = {**teapot, "price_cents": 2000}
+    others = [
+        {"id": 2, "name": "Kettle", "price_cents": 3950},
+        {"id": 3, "name": "Mug", "price_cents": 800},
+    ]
+    first = drive_django(
+        [
+            ("GET", "/products/1/", None),
+            ("GET", "/products/1/", None),
+            ("GET", "/products/", None),
+            ("GET", "/products/", None),
+            ("POST", "/products/1/price/", {"price_cents": "2000"}),
+            ("GET", "/products/1/", None),
+            ("GET", "/products/", None),
+            ("POST", "/products/1/price/", {"price_cents": "-5"}),
+            ("GET", "/products/1/", None),
+            ("GET", "/products/9/", None),
+            ("GET", "/products/9/", None),
+        ],
+        env,
+    )
+    assert first["responses"] == [
+        # Computed once, then from the cache.
+        [200, "miss", teapot],
+        [200, "hit", teapot],
+        [200, "miss", [teapot, *others]],
+        [200, "hit", [teapot, *others]],
+        # The committed update invalidates the product and, by tag, the list.
+        [200, None, {"id": 1, "price_cents": 2000}],
+        [200, "miss", cheaper],
+        [200, "miss", [cheaper, *others]],
+        # The database refuses a negative price: rolled back, so nothing is invalidated.
+        [400, None, {"error": "price_cents must not be negative"}],
+        [200, "hit", cheaper],
+        # An unknown product is a 404 each time, never cached.
+        [404, None, None],
+        [404, None, None],
+    ]
+    assert first["stats"]["factory_errors"] == 2  # the two 404s: computed, raised, not stored
+    assert first["stats"]["backplane_sent"] > 0  # on Redis, invalidations reach other processes
+
+    # The entries are in Redis ("{namespace}:k:" + Django's key ":1:product:1")...
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stored = {k.decode() for k in client.scan_iter("catalog:*", count=1000)}
+    finally:
+        client.close()
+    assert {"catalog:k::1:product:1", "catalog:k::1:products"} <= stored
+    # ...so another process (an empty L1) serves them without computing.
+    second = drive_django([("GET", "/products/1/", None), ("GET", "/products/", None)], env)
+    assert second["responses"] == [[200, "hit", cheaper], [200, "hit", [cheaper, *others]]]
+    assert (second["stats"]["distributed_hits"], second["stats"]["factory_calls"]) == (2, 0)
