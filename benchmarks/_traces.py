@@ -1,30 +1,23 @@
-"""Read the cache access traces in ``/work/shared/traces`` (see its README).
+"""Find the cache access traces in ``/work/shared/traces`` (see its README) and read them.
 
 ``lirs/*.trace.gz``: gzip text, one integer key per line.
 ``cache2k/*.trace.xz``: xz, a stream of big-endian unsigned 32-bit keys.
+
+The readers live in the package (``dataferry._traces``, which ``dataferry simulate`` uses too);
+this module only knows where the shared traces are.
 """
 
 from __future__ import annotations
 
-import array
-import gzip
-import lzma
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+from dataferry._traces import Trace, load_trace, trace_name
 
 __all__ = ["Trace", "default_trace_dir", "find_traces", "load_trace", "trace_name"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "DATAFERRY_TRACES"
-
-
-@dataclass(frozen=True)
-class Trace:
-    name: str
-    keys: list[str]  # str keys, as MemoryCache takes
-    distinct: int
 
 
 def default_trace_dir() -> Path:
@@ -38,28 +31,3 @@ def find_traces(root: Path) -> list[Path]:
     lirs = sorted((root / "lirs").glob("*.trace.gz"))
     cache2k = sorted((root / "cache2k").glob("*.trace.xz"))
     return lirs + cache2k
-
-
-def trace_name(path: Path) -> str:
-    return path.name.split(".trace")[0]
-
-
-def load_trace(path: Path) -> Trace:
-    """Read one trace into a list of str keys."""
-    if path.name.endswith(".trace.gz"):
-        with gzip.open(path, "rt") as f:
-            # One integer per line; "*" lines are markers in the LIRS format, not requests.
-            keys = [s for s in (line.strip() for line in f) if s.isdigit()]
-    elif path.name.endswith(".trace.xz"):
-        with lzma.open(path) as f:
-            raw = f.read()
-        ints = array.array("I")
-        if ints.itemsize != 4:  # pragma: no cover - every mainstream platform has 4-byte I
-            raise RuntimeError("array 'I' is not 32 bits here")
-        ints.frombytes(raw[: len(raw) - len(raw) % 4])
-        if sys.byteorder == "little":
-            ints.byteswap()
-        keys = [str(k) for k in ints]
-    else:
-        raise ValueError(f"unknown trace format: {path}")
-    return Trace(trace_name(path), keys, len(set(keys)))

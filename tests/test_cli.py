@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import pty
 import re
 import runpy
+import select
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -225,3 +231,172 @@ def test_demo_configuration_error_exits_2(
     monkeypatch.setattr(dataferry._demo, "run_demo", refused)
     assert main(["demo", "--redis", "redis://localhost:6379/0"]) == 2
     assert capsys.readouterr().err == "dataferry demo: RedisCache refuses this URL\n"
+
+
+# -- the display: rich with the `cli` extra on a terminal; plain text and a hint without it --
+
+HINT = (
+    "dataferry: install 'dataferry[cli]' for tables, progress bars and colour "
+    "(pip install 'dataferry[cli]')"
+)
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+TINY_DEMO = ["demo", "--duration", "0.4", "--keys", "200", "--concurrency", "8"]
+TINY_DEMO += ["--db-latency-ms", "0.5", "--baseline-seconds", "0.3"]
+
+
+def cli_command(*, rich: bool) -> list[str]:
+    """The real entry point in a fresh interpreter; without rich, `import rich` fails there."""
+    block = "" if rich else "sys.modules['rich'] = None; "
+    code = (
+        f"import sys; {block}from dataferry._cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    return [sys.executable, "-c", code]
+
+
+def clean_env(columns: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    env["COLUMNS"] = str(columns)
+    return env
+
+
+def run_with_stderr_on_a_terminal(
+    argv: list[str], *, rich: bool, columns: int
+) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal (as in a shell) and stdout on a pipe.
+
+    Returns the exit status, stdout, and what the terminal received on stderr.
+    """
+    master, slave = pty.openpty()
+    with subprocess.Popen(
+        [*cli_command(rich=rich), *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=clean_env(columns),
+    ) as proc:
+        os.close(slave)
+        received = bytearray()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child's side is closed, it has exited
+                break
+            if not chunk:
+                break
+            received += chunk
+        os.close(master)
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        status = proc.wait(timeout=60)
+    return status, out, received.decode()
+
+
+def shown_lines(text: str) -> list[str]:
+    """What a terminal displays: each line, and each state of a line redrawn with \\r."""
+    return [line for line in re.split(r"[\r\n]", ANSI.sub("", text)) if line.strip()]
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "without-rich"])
+@pytest.mark.parametrize("columns", [40, 80])
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_demo_fits_the_terminal(rich: bool, columns: int) -> None:
+    status, out, err = run_with_stderr_on_a_terminal(TINY_DEMO, rich=rich, columns=columns)
+    assert status == 0, err
+    lines = shown_lines(err)
+    # The hint: once without rich, never with it; one line (a terminal may wrap it).
+    assert [line for line in lines if line.startswith("dataferry: install")] == (
+        [] if rich else [HINT]
+    )
+    bars = [line for line in lines if line.startswith(("with cache", "without cache"))]
+    assert len(bars) >= 3  # the cached run's bar drawn more than once, then the baseline's
+    assert "100%" in bars[-1]
+    limit = columns if rich else columns - 1  # plain: the last column stays free
+    assert max(len(line) for line in lines if line != HINT) <= limit
+    # stdout is a pipe: plain text, the plan first and the verdict last.
+    assert "\x1b[" not in out
+    assert out.startswith("dataferry demo\n")
+    assert "Verdict: " in out
+    assert "latency p95" in out
+    if columns == 80:
+        assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_demo_without_rich_on_a_pipe() -> None:
+    # What CI runs in a bare virtualenv: no terminal, no rich. It works, in plain text.
+    proc = subprocess.run(
+        [*cli_command(rich=False), *TINY_DEMO],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=clean_env(80),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[0] == HINT
+    assert proc.stderr.count("dataferry: install") == 1
+    assert "\r" not in proc.stderr  # a log gets whole lines
+    assert proc.stderr.splitlines()[-1].startswith("without cache 100%")
+    assert "Results" in proc.stdout
+    assert "Verdict: " in proc.stdout
+
+
+def _sqlite_entry(tmp_path: Path) -> str:
+    path = str(tmp_path / "l2.sqlite")
+    cache = dataferry.DataFerry(distributed=dataferry.SQLiteCache(path), namespace="shop")
+    cache.set("user:1", {"name": "Ada [bold]Lovelace[/bold]"}, ttl=120, tags=["users"])
+    cache.close()
+    return path
+
+
+def test_inspect_without_rich_prints_a_plain_table_and_the_hint(tmp_path: Path) -> None:
+    path = _sqlite_entry(tmp_path)
+    argv = ["inspect", "user:1", "--sqlite", path, "--namespace", "shop"]
+    proc = subprocess.run(
+        [*cli_command(rich=False), *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=clean_env(80),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == HINT + "\n"
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "dataferry inspect"
+    assert "  serializer      json" in lines
+    assert '"name": "Ada [bold]Lovelace[/bold]"' in proc.stdout
+    # JSON is for programs: no hint, nothing but the JSON.
+    proc = subprocess.run(
+        [*cli_command(rich=False), *argv, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=clean_env(80),
+    )
+    assert proc.returncode == 0
+    assert proc.stderr == ""
+    assert json.loads(proc.stdout)["value"] == {"name": "Ada [bold]Lovelace[/bold]"}
+
+
+def test_inspect_on_a_terminal_draws_a_rich_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _sqlite_entry(tmp_path)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich's switch: treat the output as a terminal
+    monkeypatch.setenv("COLUMNS", "60")
+    assert main(["inspect", "user:1", "--sqlite", path, "--namespace", "shop"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # rich is installed: no hint
+    assert "\x1b[" in out
+    shown = ANSI.sub("", out)
+    assert max(len(line) for line in shown.splitlines()) <= 60
+    assert re.search(r"^ *serializer +json *$", shown, re.MULTILINE)
+    assert "Ada [bold]Lovelace[/bold]" in shown  # a stored value is never read as markup
+    # Not found: the same table, and status 3.
+    assert main(["inspect", "user:2", "--sqlite", path, "--namespace", "shop"]) == 3
+    assert "not found" in ANSI.sub("", capsys.readouterr().out)

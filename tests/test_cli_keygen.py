@@ -102,3 +102,35 @@ def test_help_says_where_the_line_goes(capsys: pytest.CaptureFixture[str]) -> No
     assert "Keyring.from_env" in out
     assert "--id NAME" in out
     assert 'export DATAFERRY_KEYS="$(dataferry keygen),$DATAFERRY_KEYS"' in out
+
+
+def test_without_rich_only_the_line() -> None:
+    # A bare install (no `cli` extra): keygen prints no display hint, `$(dataferry keygen)`
+    # and its stderr stay clean.
+    code = (
+        "import sys; sys.modules['rich'] = None; "
+        "from dataferry._cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "keygen", "--id", "bare"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    assert proc.stderr == ""
+    match = LINE.fullmatch(proc.stdout.rstrip("\n"))
+    assert match is not None
+    assert match["id"] == "bare"
+
+
+def test_a_long_id_is_never_wrapped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The line is data, not display: a narrow terminal or FORCE_COLOR changes nothing.
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    line = keygen(capsys, "--id", "k" * 200)
+    assert LINE.fullmatch(line)
+    assert line.startswith("k" * 200 + ":")

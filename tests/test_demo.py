@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import io
 import random
 import re
@@ -15,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataferry import Stats
+from dataferry._console import progress
 from dataferry._demo import (
     WARM_UP,
     DemoConfig,
@@ -23,9 +26,19 @@ from dataferry._demo import (
     RunResult,
     ZipfKeys,
     _drive,
-    _Progress,
     run_demo,
 )
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@pytest.fixture(autouse=True)
+def plain_unless_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich draws on terminals only: a FORCE_COLOR of the caller's shell must not count."""
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+
 
 HEADERS = (
     "requests/s",
@@ -80,11 +93,12 @@ def check_cached_run(result: DemoResult) -> None:
 
 
 def check_stats_table(result: DemoResult, printed: str) -> None:
-    """The output ends with the cache's own counters: every one, with the cached run's values."""
+    """The report starts with the cache's own counters: every one, with the cached run's values."""
     stats = result.stats
-    head, tail = printed.rstrip("\n").split("\ncache.stats() at the end of the cached run:\n")
+    head, rest = printed.split("cache.stats() at the end of the cached run:\n")
+    tail, results = rest.split("\n\nResults\n")
     assert tail == str(stats)
-    assert "DataFerry stats" not in head
+    assert "DataFerry stats" not in head + results
     values = {line.split()[0]: line.split()[1] for line in tail.splitlines() if line[:2] == "  "}
     assert values["factory_calls"] == f"{stats.factory_calls:,}"
     assert values["factory_calls"] == f"{result.cached.database_queries:,}"
@@ -93,7 +107,7 @@ def check_stats_table(result: DemoResult, printed: str) -> None:
     assert values["distributed_errors"] == values["decode_errors"] == "0"
     assert tail.splitlines()[0].startswith(f"DataFerry stats: hit ratio {stats.hit_ratio:.1%}")
     # The overall hit ratio of the results table and of the counters agree.
-    assert f"{result.cached.hit_ratio:.1%}" in head
+    assert f"{result.cached.hit_ratio:.1%}" in results
 
 
 def test_embedded_demo_measures_both_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,12 +129,27 @@ def test_embedded_demo_measures_both_runs(capsys: pytest.CaptureFixture[str]) ->
     assert result.warm_speedup == pytest.approx(
         result.warm.requests_per_second / baseline.requests_per_second
     )
-    table = out.getvalue()
-    assert table == result.table() + "\n"
+    printed = out.getvalue()
+    plan, report = printed.split("\n\n", 1)
+    # What it will run, before it runs: workload, length, database, cache.
+    assert plan.startswith("dataferry demo\n")
+    for words in (
+        "16 concurrent tasks",
+        "Zipf s=1",
+        "400 products (distinct keys)",
+        "0.5 s through the cache, starting empty",
+        "then 0.2 s of the same workload without the cache",
+        "0.5 ms simulated network latency per query",
+        "L1 MemoryCache(max_entries=100) + L2 SQLiteCache",
+    ):
+        assert words in " ".join(plan.split())
+    assert report == result.table() + "\n"
     for header in (*HEADERS, "with DataFerry", "warm (last 75%)", "without cache", "extrapolated"):
-        assert header in table
-    assert f"{result.cached.requests:,}" in table
-    check_stats_table(result, table)
+        assert header in report
+    assert f"{result.cached.requests:,}" in report
+    assert "Verdict: " in report
+    check_stats_table(result, report)
+    assert max(len(line) for line in printed.splitlines()) <= 80
     # Progress off: stderr only says what is being prepared.
     assert "creating a SQLite database of 400 products" in capsys.readouterr().err
 
@@ -137,9 +166,13 @@ def test_request_budget_is_exact_and_baseline_optional() -> None:
     assert result.speedup is None
     assert result.warm_speedup is None
     table = out.getvalue()
+    assert "1,500 requests through the cache" in table
+    assert "skipped (--no-baseline)" in table
     assert "requests/s" in table
     assert "without cache" not in table
     assert "extrapolated" not in table
+    assert "Verdict" not in table  # nothing to compare with
+    assert result.verdict() is None
     check_stats_table(result, table)
 
 
@@ -149,7 +182,7 @@ def test_demo_against_redis(redis_url: str) -> None:
 
     check_cached_run(result)
     assert result.l2_name == f"RedisCache(url='{redis_url}')"
-    assert f"L2 RedisCache(url='{redis_url}')" in out.getvalue()
+    assert f"L2 RedisCache(url='{redis_url}')" in " ".join(out.getvalue().split())
     check_stats_table(result, out.getvalue())
     # The demo leaves the shared server as it found it.
     with redis.Redis.from_url(redis_url) as client:
@@ -211,49 +244,83 @@ class _Terminal(io.StringIO):
         return True
 
 
-async def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
+async def slow_request(pid: int) -> None:
+    await asyncio.sleep(0.001)  # a run long enough for the bar to be redrawn
+
+
+def segments(text: str) -> list[str]:
+    """What a terminal shows: each line and each state of a line redrawn with \\r."""
+    return re.split(r"[\r\n]", ANSI.sub("", text))
+
+
+@pytest.mark.parametrize("width", [40, 80])
+async def test_plain_progress_bar_redraws_in_place_within_the_width(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")  # rich's own switch: draw without rich
     screen = _Terminal()
-    seen: list[int] = []
-
-    async def request(pid: int) -> None:
-        seen.append(pid)
-
-    trace = await _drive(
-        request,
-        ZipfKeys(10, 1.0, random.Random(0)),
-        concurrency=4,
-        seconds=None,
-        budget=2_000,
-        progress=_Progress(screen, "demo", interval=0.0),
-    )
-    assert len(trace.latencies) == len(seen) == 2_000
-    assert trace.seconds > 0
+    with progress(0.3, "with cache   ", file=screen) as update:
+        trace = await _drive(
+            slow_request,
+            ZipfKeys(10, 1.0, random.Random(0)),
+            concurrency=4,
+            seconds=0.3,
+            budget=None,
+            update=update,
+        )
+    assert trace.seconds >= 0.3
     text = screen.getvalue()
-    assert text.startswith("\r[")
+    assert text.startswith("\r")
     assert text.count("\r") >= 2  # redrawn while running, then the final state
     assert "\n" not in text[:-1]  # one line, redrawn in place
-    final = text.rsplit("\r", 1)[1]
-    assert final.startswith("[" + "#" * 30 + "] demo 100%")
-    assert "2,000 requests" in final
-    assert final.endswith("/s\n")
+    assert text.endswith("\n")
+    assert max(len(s) for s in segments(text)) <= width - 1
+    final = text.rsplit("\r", 1)[1].rstrip()
+    assert final.startswith("with cache")
+    assert "100%" in final
+    if width == 80:  # room for the bar and the counts
+        assert "[" + "#" * 10 in final
+        assert f"{len(trace.latencies):,} requests" in final
+
+
+@pytest.mark.parametrize("width", [40, 80])
+async def test_rich_progress_bar_fits_the_terminal(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    screen = _Terminal()  # rich draws on anything that says it is a terminal
+    with progress(2_000, "without cache", file=screen) as update:
+        await _drive(
+            slow_request,
+            ZipfKeys(10, 1.0, random.Random(0)),
+            concurrency=8,
+            seconds=None,
+            budget=2_000,
+            update=update,
+        )
+    text = screen.getvalue()
+    assert "\x1b[" in text  # rich's cursor control, not the plain line
+    shown = [s for s in segments(text) if s.strip()]
+    assert max(len(s) for s in shown) <= width
+    assert "100%" in shown[-1]
+    assert shown[-1].startswith("without cache")
 
 
 async def test_progress_prints_lines_when_not_a_terminal() -> None:
     log = io.StringIO()
-
-    async def request(pid: int) -> None:
-        return None
-
-    await _drive(
-        request,
-        ZipfKeys(10, 1.0, random.Random(0)),
-        concurrency=2,
-        seconds=None,
-        budget=500,
-        progress=_Progress(log, "baseline", interval=0.0),
-    )
+    with progress(500, "baseline", file=log) as update:
+        await _drive(
+            slow_request,
+            ZipfKeys(10, 1.0, random.Random(0)),
+            concurrency=2,
+            seconds=None,
+            budget=500,
+            update=update,
+        )
     lines = log.getvalue().splitlines()
-    assert len(lines) >= 2
+    # At most a line every 2 s: a short run logs its final state only.
+    assert len(lines) == 1
     assert "\r" not in log.getvalue()
     assert lines[-1].startswith("baseline 100%")
     assert "500 requests" in lines[-1]
@@ -264,14 +331,14 @@ async def test_duration_bounds_a_run() -> None:
         return None
 
     warmed: list[int] = []
-    log = io.StringIO()
+    seen: list[tuple[float, str]] = []
     trace = await _drive(
         request,
         ZipfKeys(10, 1.0, random.Random(0)),
         concurrency=3,
         seconds=0.05,
         budget=None,
-        progress=_Progress(log, "timed", interval=0.0),
+        update=lambda done, status="": seen.append((done, status)),
         on_warm=lambda: warmed.append(len(warmed)),
     )
     assert len(trace.latencies) > 0
@@ -279,7 +346,9 @@ async def test_duration_bounds_a_run() -> None:
     assert warmed == [0]  # called once
     assert 0 < trace.warm_index < len(trace.latencies)
     assert 0 < trace.warm_seconds < trace.seconds
-    assert log.getvalue().splitlines()[-1].startswith("timed 100%")
+    # The last report is the whole run: all its seconds, all its requests.
+    assert seen[-1][0] == 0.05
+    assert seen[-1][1].startswith(f"{len(trace.latencies):,} requests, ")
 
 
 def test_table_warns_about_l2_errors() -> None:
@@ -308,10 +377,12 @@ def test_table_warns_about_l2_errors() -> None:
         for line in table.splitlines()
         if line.startswith("  latency")
     }
-    assert rows["latency p50"][2:] == ["1.0", "µs", "1.0", "µs"]  # µs, one decimal below 100
-    assert rows["latency p99"][2:] == ["3,000", "µs", "3,000", "µs"]
-    # The counters follow, the errors among them.
-    assert table.endswith("\n" + str(run.stats))
+    # Units switch with the size: 3 significant digits in µs, then ms.
+    assert rows["latency p50"][2:] == ["1.00", "µs", "1.00", "µs"]
+    assert rows["latency p95"][2:] == ["2.00", "µs", "2.00", "µs"]
+    assert rows["latency p99"][2:] == ["3.00", "ms", "3.00", "ms"]
+    # The counters come first, the errors among them.
+    assert table.startswith("cache.stats() at the end of the cached run:\n" + str(run.stats))
     assert re.search(r"^  distributed_errors +7$", table, re.MULTILINE)
     assert re.search(r"^  decode_errors +0$", table, re.MULTILINE)
 
@@ -340,3 +411,98 @@ def test_short_extrapolation_keeps_a_decimal() -> None:
     )
     # 3,000 requests at 7,000/s: ~0.4 s, not "~0 s".
     assert "would take ~0.4 s instead of 0.2 s" in " ".join(result.table().split())
+
+
+# -- the verdict: throughput and every percentile, said plainly ------------------------------------
+
+
+def compared(
+    cached: tuple[float, float, float], baseline: tuple[float, float, float], *, rps: float
+) -> DemoResult:
+    """A result whose cached run has latencies ``cached`` (p50, p95, p99) at ``rps`` x the
+    baseline's 10,000 requests/s; the warm part is the same as the whole run."""
+    run = RunResult(
+        requests=int(10_000 * rps),
+        seconds=1.0,
+        database_queries=300,
+        p50=cached[0],
+        p95=cached[1],
+        p99=cached[2],
+        stats=Stats(memory_hits=2_700, memory_misses=300, factory_calls=300),
+    )
+    base = RunResult(
+        requests=10_000,
+        seconds=1.0,
+        database_queries=10_000,
+        p50=baseline[0],
+        p95=baseline[1],
+        p99=baseline[2],
+    )
+    return DemoResult(
+        config=DemoConfig(),
+        l1_size=5,
+        l2_name="SQLiteCache",
+        cached=run,
+        warm=run,
+        baseline=base,
+        distinct_keys=300,
+    )
+
+
+def test_a_slower_percentile_is_said_plainly() -> None:
+    # The issue's case: more throughput, but p95 three times worse with the cache.
+    result = compared((1.4e-6, 6.2e-3, 9e-3), (1.0e-3, 2.0e-3, 12e-3), rps=1.9)
+    assert result.slower == ["p95"]
+    verdict = result.verdict()
+    assert verdict is not None
+    assert verdict.startswith("Verdict: 1.9x more requests/s with the cache than without it")
+    assert "p95 was 3.1x slower with the cache (6.20 ms vs 2.00 ms)" in verdict
+    assert "p50 was 714x faster with the cache (1.40 µs vs 1.00 ms)" in verdict
+    assert "p99 was 1.3x faster with the cache (9.00 ms vs 12.0 ms)" in verdict
+    assert "Once warm (the last 75% of the run), p95 was still 3.1x slower." in verdict
+    # The report says it too: the comparison table and the verdict, at the end.
+    text = " ".join(result.table().split())
+    assert "latency p95 3.1x slower 3.1x slower" in text
+    assert "throughput 1.9x more requests/s 1.9x more requests/s" in text
+    assert text.endswith(" ".join(verdict.split()))
+
+
+def test_all_faster_and_about_the_same() -> None:
+    result = compared((1e-6, 1.02e-3, 5e-3), (1e-3, 1e-3, 10e-3), rps=3.0)
+    assert result.slower == []
+    verdict = result.verdict()
+    assert verdict is not None
+    assert "slower" not in verdict
+    assert "p95 was about the same with the cache (1.02 ms vs 1.00 ms)" in verdict
+    assert "p99 was 2.0x faster" in verdict
+    assert "Once warm" not in verdict
+
+
+def test_lower_throughput_is_not_called_faster() -> None:
+    result = compared((2e-3, 4e-3, 8e-3), (1e-3, 2e-3, 4e-3), rps=0.5)
+    assert result.slower == ["p50", "p95", "p99"]
+    verdict = result.verdict()
+    assert verdict is not None
+    assert verdict.startswith("Verdict: 2.0x fewer requests/s with the cache than without it")
+    assert "faster" not in verdict
+    assert verdict.count("2.0x slower with the cache") == 3
+
+
+def test_only_the_cold_start_was_slower() -> None:
+    result = compared((1e-6, 6e-3, 9e-3), (1e-3, 2e-3, 12e-3), rps=2.0)
+    warm = dataclasses.replace(result.warm, p95=1e-4)
+    verdict = dataclasses.replace(result, warm=warm).verdict()
+    assert verdict is not None
+    assert "p95 was 3.0x slower with the cache" in verdict
+    assert "no percentile was slower with the cache" in verdict
+
+
+def test_rich_report_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = compared((1.4e-6, 6.2e-3, 9e-3), (1.0e-3, 2.0e-3, 12e-3), rps=1.9)
+    screen = _Terminal()
+    result.report(screen)
+    text = screen.getvalue()
+    assert "\x1b[" in text  # colour: rich drew it
+    shown = ANSI.sub("", text)
+    assert "3.1x slower" in shown
+    assert max(len(line) for line in shown.splitlines()) <= 80

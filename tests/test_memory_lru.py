@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import array
-import gzip
-import lzma
 import os
 import random
 import sys
@@ -19,6 +16,7 @@ from hypothesis import strategies as st
 
 from dataferry import ConfigurationError, MemoryCache
 from dataferry._memory._lru import LruPolicy
+from dataferry._traces import read_keys
 
 _MISS = object()
 _TRACES = Path(os.environ.get("DATAFERRY_TRACES", Path(__file__).parents[2] / "shared" / "traces"))
@@ -123,17 +121,7 @@ def _trace_files() -> list[Path]:
 
 
 def _load(path: Path) -> list[str]:
-    # The formats of ../shared/traces/README.md: gzip text, one integer key per line ("*"
-    # lines are markers); or xz, a stream of big-endian unsigned 32-bit keys.
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "rt") as f:
-            return [s for s in (line.strip() for line in f) if s.isdigit()][:_TRACE_PREFIX]
-    with lzma.open(path) as f:
-        raw = f.read(4 * _TRACE_PREFIX)
-    ints = array.array("I", raw[: len(raw) - len(raw) % 4])
-    if sys.byteorder == "little":
-        ints.byteswap()
-    return [str(k) for k in ints]
+    return read_keys(path, limit=_TRACE_PREFIX)
 
 
 @pytest.mark.skipif(not _trace_files(), reason=f"no traces under {_TRACES}")

@@ -1,4 +1,4 @@
-"""The ``dataferry`` command line: ``demo``, ``inspect`` and ``keygen``.
+"""The ``dataferry`` command line: ``demo``, ``inspect``, ``keygen`` and ``simulate``.
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its arguments and
 sets ``handler`` to a function taking the parsed namespace and returning the exit status.
@@ -9,6 +9,12 @@ reached or read; 2 a bad argument (argparse's usage errors, a malformed URL, a S
 doesn't exist, a malformed keyring); 3 ``inspect`` found no entry; 130 Ctrl-C. Errors are one
 line on stderr, ``dataferry <command>: <message>``, never a traceback; they never show a
 password from a URL, key material or stored values.
+
+Display (``dataferry._console``): with the ``dataferry[cli]`` extra (rich) and a terminal,
+tables, progress bars and colour; otherwise plain text that fits the terminal, and, when rich
+is not installed, one line on stderr saying how to get the full display. Every command works
+either way. ``keygen`` prints only its key line, never decorated (it is meant for
+``$(dataferry keygen)``).
 """
 
 from __future__ import annotations
@@ -123,6 +129,21 @@ def _redis_py_url_problem(url: str) -> str | None:
     return None
 
 
+#: What the ``cli`` extra adds, in the hint printed without it.
+_CLI_EXTRA_GIVES = "tables, progress bars and colour"
+
+
+def _hint_plain_display() -> None:
+    """Without rich, say on stderr (one line) that ``dataferry[cli]`` gives the full display.
+
+    Called once by each command that draws tables or progress bars, just before its output.
+    """
+    from dataferry._console import hint_missing_extra, rich_available
+
+    if not rich_available():
+        hint_missing_extra("cli", _CLI_EXTRA_GIVES)
+
+
 def _cause(exc: BaseException) -> str:
     """The driver's message behind a DistributedCacheError (the backend's when none)."""
     cause = exc.__cause__ if exc.__cause__ is not None else exc
@@ -165,7 +186,11 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
             "Zipf-distributed product lookups from many concurrent tasks against a real SQLite "
             "database (plus simulated network latency), through an L1 MemoryCache in front of "
             "an embedded SQLiteCache L2 (or Redis with --redis), then the same workload "
-            "without the cache."
+            "without the cache. It says what it will run, draws a progress bar on stderr, then "
+            "prints the cache's counters, p50/p95/p99 latency and throughput of both runs, and "
+            "how they compare: each figure, a slower one said as slower. Tables, bars and "
+            "colour come with the dataferry[cli] extra (rich); without it the output is plain "
+            "text."
         ),
     )
     p.add_argument(
@@ -267,6 +292,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         baseline_seconds=args.baseline_seconds,
         progress=not args.no_progress,
     )
+    _hint_plain_display()
     try:
         run_demo(config)
     except ConfigurationError as exc:  # e.g. a URL that redis-py refuses
@@ -407,7 +433,10 @@ def _run_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(found.as_dict(), indent=2, default=repr, ensure_ascii=False))
     else:
-        print(found.render())
+        from dataferry._console import print_table
+
+        _hint_plain_display()
+        print_table("dataferry inspect", ["", ""], found.rows())
     return EXIT_OK if found.found else EXIT_NOT_FOUND
 
 
@@ -471,6 +500,16 @@ def _run_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- dataferry simulate (src/dataferry/_simulate.py) ----------------------------------------------
+
+
+def _add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # Imported here: _simulate uses this module's helpers (_fail, _HelpFormatter...).
+    from dataferry._simulate import add_simulate_command
+
+    add_simulate_command(subparsers)
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 #: One function per subcommand, in the order ``--help`` lists them.
@@ -478,6 +517,7 @@ _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser
     _add_demo,
     _add_inspect,
     _add_keygen,
+    _add_simulate,
 )
 
 

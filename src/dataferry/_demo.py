@@ -10,14 +10,18 @@ more often than the rest (Zipf), the way a shop's product pages are read::
 
 Every database query is a real ``sqlite3`` query (in a worker thread) preceded by a simulated
 network round trip (``--db-latency-ms``), so the baseline run without the cache shows what a
-trip to the database costs. The table at the end compares the two runs; the cache's own
-counters (``str(cache.stats())``) follow it.
+trip to the database costs. The demo says what it will run, draws a progress bar per run
+(``dataferry._console.progress``), then prints the cache's own counters
+(``str(cache.stats())``), a table of both runs (p50/p95/p99 latency, throughput, hit
+ratios) and how they compare: throughput and every percentile, a slower one said as such
+("p95 was 1.6x slower with the cache"), never a single "faster" figure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import itertools
 import json
 import random
@@ -36,11 +40,20 @@ from typing import Any, TextIO
 
 from dataferry._async._facade import AsyncDataFerry
 from dataferry._backends import DistributedCache, RedisCache, SQLiteCache
+from dataferry._console import (
+    ProgressUpdate,
+    format_duration,
+    print_paragraph,
+    print_table,
+    progress,
+    terminal_width,
+)
 from dataferry._events import Stats
 from dataferry._memory import MemoryCache
 
 __all__ = [
     "WARM_UP",
+    "Comparison",
     "DemoConfig",
     "DemoResult",
     "ProductDatabase",
@@ -132,7 +145,7 @@ class RunResult:
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Everything the demo measured; :meth:`table` renders it.
+    """Everything the demo measured; :meth:`report` prints it, :meth:`table` returns it.
 
     ``cached`` is the whole run with the cache, from cold; ``warm`` is its part after the
     first :data:`WARM_UP` of it, when the popular products are cached; ``baseline`` is the
@@ -168,12 +181,77 @@ class DemoResult:
             return None
         return run.requests_per_second / self.baseline.requests_per_second
 
-    def table(self) -> str:
-        """Return the results as a plain-text table with a few lines of explanation.
+    def comparison(self, run: RunResult | None = None) -> list[Comparison] | None:
+        """Compare ``run`` (default: the whole cached run) with the run without the cache.
 
-        It ends with ``str(cache.stats())`` of the cached run: every counter of the cache.
+        One :class:`Comparison` each for throughput, p50, p95 and p99 (None: no baseline).
         """
-        cfg, b = self.config, self.baseline
+        b = self.baseline
+        if b is None:
+            return None
+        r = run if run is not None else self.cached
+        return [
+            Comparison("throughput", r.requests_per_second, b.requests_per_second, True),
+            Comparison("p50", r.p50, b.p50, False),
+            Comparison("p95", r.p95, b.p95, False),
+            Comparison("p99", r.p99, b.p99, False),
+        ]
+
+    def verdict(self) -> str | None:
+        """The headline, in plain words: throughput and every percentile, slower ones too.
+
+        Compares the whole cached run (from a cold start) with the run without the cache,
+        then names what was still slower once warm (None: no baseline).
+        """
+        cold, warm = self.comparison(), self.comparison(self.warm)
+        if cold is None or warm is None:
+            return None
+        throughput, *percentiles = cold
+        unit = "requests/s"
+        figures = (
+            f"({throughput.cached:,.0f} vs {throughput.baseline:,.0f} {unit}, from a cold start)"
+        )
+        if throughput.better is None:
+            text = f"Verdict: about as many {unit} with the cache as without it {figures}. "
+        else:
+            text = f"Verdict: {throughput.describe()} with the cache than without it {figures}. "
+        text += "; ".join(
+            f"{c.name} was {c.describe()} with the cache "
+            f"({format_duration(c.cached)} vs {format_duration(c.baseline)})"
+            for c in percentiles
+        )
+        text += "."
+        slower_warm = [c for c in warm[1:] if c.better is False]
+        share = f"{1 - WARM_UP:.0%}"
+        if slower_warm:
+            text += f" Once warm (the last {share} of the run), " + ", ".join(
+                f"{c.name} was still {c.describe()}" for c in slower_warm
+            )
+            text += "."
+        elif any(c.better is False for c in percentiles):
+            text += (
+                f" Once warm (the last {share} of the run), no percentile was slower with "
+                f"the cache: the slower requests came in the first {WARM_UP:.0%}, while it "
+                "filled."
+            )
+        return text
+
+    @property
+    def slower(self) -> list[str]:
+        """The percentiles ("p95", ...) that were slower with the cache (whole run)."""
+        return [c.name for c in self.comparison() or [] if c.name != "throughput" and c.worse]
+
+    def report(self, file: TextIO | None = None, *, rich: bool | None = None) -> None:
+        """Print the results: the cache's counters, the results table, the comparison, notes.
+
+        Drawn with rich when ``file`` (default stdout) is a terminal and rich is installed
+        (``rich=False``: always plain text, as :meth:`table` returns it). The verdict comes
+        last, where a terminal leaves it in view.
+        """
+        out = file if file is not None else sys.stdout
+        b = self.baseline
+        # Every counter, zeros included: the errors rows show what did not go wrong, too.
+        out.write(f"cache.stats() at the end of the cached run:\n{self.stats}\n\n")
         runs = [self.cached, self.warm, *([b] if b is not None else [])]
 
         def row(
@@ -185,68 +263,132 @@ class DemoResult:
             return [name, *cells]
 
         warm_share = f"{1 - WARM_UP:.0%}"
-        table = [
-            ["", "with DataFerry", f"warm (last {warm_share})", "without cache"][: len(runs) + 1],
+        columns = ["", "with DataFerry", f"warm (last {warm_share})", "without cache"]
+        rows = [
             row("requests", lambda r: f"{r.requests:,}"),
             row("seconds", lambda r: f"{r.seconds:.1f}"),
             row("requests/s", lambda r: f"{r.requests_per_second:,.0f}"),
-            row("latency p50", lambda r: _us(r.p50)),
-            row("latency p95", lambda r: _us(r.p95)),
-            row("latency p99", lambda r: _us(r.p99)),
+            row("latency p50", lambda r: format_duration(r.p50)),
+            row("latency p95", lambda r: format_duration(r.p95)),
+            row("latency p99", lambda r: format_duration(r.p99)),
             row("factory calls (DB queries)", lambda r: f"{r.database_queries:,}"),
             row("hit ratio L1", lambda r: f"{r.l1_hit_ratio:.1%}", cached_only=True),
             row("hit ratio L2 (of L2 lookups)", lambda r: f"{r.l2_hit_ratio:.1%}", True),
             row("hit ratio overall", lambda r: f"{r.hit_ratio:.1%}", cached_only=True),
         ]
-        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-        lines = [
-            f"DataFerry demo: {cfg.concurrency} concurrent tasks, {cfg.keys:,} products, "
-            f"Zipf s={cfg.zipf_s:g}",
-            f"database: SQLite + {cfg.db_latency_ms:g} ms simulated network latency per query",
-            f"cache:    L1 MemoryCache(max_entries={self.l1_size:,}) + L2 {self.l2_name}",
-            "",
-        ]
-        for i, cells in enumerate(table):
-            text = f"{cells[0]:<{widths[0]}}" + "".join(
-                f"  {cell:>{w}}" for cell, w in zip(cells[1:], widths[1:], strict=True)
+        shown = len(runs) + 1  # no baseline, no "without cache" column
+        numeric = [False, True, True, True][:shown]
+        print_table("Results", columns[:shown], rows, file=out, numeric=numeric, rich=rich)
+
+        cold, warm = self.comparison(), self.comparison(self.warm)
+        if cold is not None and warm is not None:
+            out.write("\n")
+            print_table(
+                "With the cache vs without it",
+                ["", "from a cold start", f"warm (last {warm_share})"],
+                [
+                    [
+                        "throughput" if c.name == "throughput" else f"latency {c.name}",
+                        c.describe(),
+                        w.describe(),
+                    ]
+                    for c, w in zip(cold, warm, strict=True)
+                ],
+                file=out,
+                numeric=[False, True, True],
+                rich=rich,
             )
-            lines.append("  " + text.rstrip())
-            if i == 0:
-                lines.append("  " + "-" * (sum(widths) + 2 * (len(widths) - 1)))
+
         c = self.cached
         notes = [
             f"The cache started empty: {c.requests:,} requests for {self.distinct_keys:,} "
             f"distinct products cost {c.database_queries:,} database queries "
             f"({c.database_queries / max(c.requests, 1):.2%} of the requests).",
         ]
-        if b is not None and self.speedup is not None and self.warm_speedup is not None:
+        if b is not None and b.requests_per_second > 0:
             notes.append(
                 f"Without the cache every request is a database query. The baseline ran for "
                 f"{b.seconds:.1f} s only ({b.requests:,} requests); extrapolated at its "
                 f"{b.requests_per_second:,.0f} requests/s, the cached run's {c.requests:,} "
                 f"requests would take ~{_s(c.requests / b.requests_per_second)} s instead of "
-                f"{c.seconds:.1f} s: {self.speedup:,.1f}x faster from a cold start, "
-                f"{self.warm_speedup:,.1f}x once warm."
+                f"{c.seconds:.1f} s."
             )
+        for note in notes:
+            out.write("\n")
+            print_paragraph(note, file=out, rich=rich)
         if self.stats.distributed_errors:
-            notes.append(
-                f"Warning: {self.stats.distributed_errors:,} L2 errors (answered by the factory)."
+            out.write("\n")
+            print_paragraph(
+                f"Warning: {self.stats.distributed_errors:,} L2 errors (answered by the factory).",
+                file=out,
+                style="bold red",
+                rich=rich,
             )
-        lines.append("")
-        lines += (textwrap.fill(note, width=100) for note in notes)
-        # Every counter, zeros included: the errors rows show what did not go wrong, too.
-        lines += ["", "cache.stats() at the end of the cached run:", str(self.stats)]
-        return "\n".join(lines)
+        verdict = self.verdict()
+        if verdict is not None:
+            out.write("\n")
+            style = "bold yellow" if self.slower else "bold green"
+            print_paragraph(verdict, file=out, style=style, rich=rich)
+        out.flush()
+
+    def table(self) -> str:
+        """Return what :meth:`report` prints, as plain text (no trailing newline)."""
+        buffer = io.StringIO()
+        self.report(buffer, rich=False)
+        return buffer.getvalue().rstrip("\n")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One figure of a run with the cache against the same figure without it.
+
+    ``higher_is_better`` is true for throughput, false for latencies.
+    """
+
+    name: str
+    cached: float
+    baseline: float
+    higher_is_better: bool
+
+    @property
+    def factor(self) -> float:
+        """How many times better or worse (>= 1; ``inf`` against zero)."""
+        low, high = sorted((self.cached, self.baseline))
+        if high == low:
+            return 1.0
+        return high / low if low > 0 else float("inf")
+
+    @property
+    def better(self) -> bool | None:
+        """True: better with the cache; False: worse; None: about the same (within 5%)."""
+        if self.factor < 1.05:
+            return None
+        return (self.cached > self.baseline) == self.higher_is_better
+
+    @property
+    def worse(self) -> bool:
+        """Whether the cache made this figure worse (by 5% or more)."""
+        return self.better is False
+
+    def describe(self) -> str:
+        """E.g. ``'3.4x more requests/s'``, ``'3.1x slower'``, ``'about the same'``."""
+        if self.better is None:
+            return "about the same"
+        times = _times(self.factor)
+        if self.higher_is_better:
+            return f"{times} {'more' if self.better else 'fewer'} requests/s"
+        return f"{times} {'faster' if self.better else 'slower'}"
+
+
+def _times(factor: float) -> str:
+    if factor == float("inf"):
+        return "∞x"
+    return f"{factor:.1f}x" if factor < 10 else f"{factor:,.0f}x"
 
 
 def _s(seconds: float) -> str:
     # A short run extrapolates to under a second: "~0 s" would read as "no time at all".
     return f"{seconds:,.1f}" if seconds < 10 else f"{seconds:,.0f}"
-
-
-def _us(seconds: float) -> str:
-    us = seconds * 1e6
-    return f"{us:,.1f} µs" if us < 100 else f"{us:,.0f} µs"
 
 
 # -- the database ---------------------------------------------------------------------------------
@@ -403,51 +545,16 @@ class ZipfKeys:
         return self._rng.choices(self._ids, cum_weights=self._cum_weights, k=k)
 
 
-class _Progress:
-    """A dependency-free progress bar on a text stream.
+#: How often :func:`_drive` tells the progress bar how far it is (the bar throttles itself).
+_PROGRESS_TICK = 0.1
 
-    On a terminal it redraws one line in place (with a carriage return) ten times a second;
-    otherwise (a log, a pipe, CI) it prints a line every two seconds, so logs stay readable.
-    """
 
-    def __init__(self, stream: TextIO | None, label: str, *, interval: float | None = None) -> None:
-        self._stream = stream
-        self._label = label
-        self._tty = stream is not None and stream.isatty()
-        self._interval = interval if interval is not None else (0.1 if self._tty else 2.0)
-        self._start = time.perf_counter()
-
-    async def run(self, fraction: Callable[[], float], count: Callable[[], int]) -> None:
-        """Redraw until cancelled; ``fraction()`` is the share done, ``count()`` the requests."""
-        if self._stream is None:
-            return
-        self._start = time.perf_counter()
-        while True:
-            await asyncio.sleep(self._interval)
-            done = fraction()
-            if done < 1.0:  # the final state is drawn once, by finish()
-                self._draw(done, count())
-
-    def finish(self, requests: int) -> None:
-        """Draw the final state and end the line."""
-        if self._stream is None:
-            return
-        self._draw(1.0, requests)
-        if self._tty:
-            self._stream.write("\n")
-        self._stream.flush()
-
-    def _draw(self, done: float, requests: int) -> None:
-        assert self._stream is not None
-        done = min(done, 1.0)
-        elapsed = time.perf_counter() - self._start
-        rate = requests / elapsed if elapsed > 0 else 0.0
-        status = f"{self._label} {done:4.0%} {requests:>11,} requests {rate:>9,.0f}/s"
-        if self._tty:
-            self._stream.write(f"\r[{'#' * int(done * 30):<30}] {status}")
-        else:
-            self._stream.write(status + "\n")
-        self._stream.flush()
+def _progress_total(seconds: float | None, budget: int | None) -> float:
+    """The total of a :func:`_drive` run's progress: its budget, else its seconds."""
+    if budget is not None:
+        return float(budget)
+    assert seconds is not None
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -467,13 +574,15 @@ async def _drive(
     concurrency: int,
     seconds: float | None,
     budget: int | None,
-    progress: _Progress,
+    update: ProgressUpdate | None = None,
     on_warm: Callable[[], None] = lambda: None,
 ) -> _Trace:
     """Run ``request(product_id)`` from ``concurrency`` tasks until time or budget runs out.
 
-    ``on_warm()`` is called once, when the first :data:`WARM_UP` of the time or budget is
-    spent (to snapshot counters).
+    ``update(done, status)`` (from :func:`~dataferry._console.progress`, whose total is
+    :func:`_progress_total`) hears how far the run is every tenth of a second and at the end:
+    requests done with a budget, else seconds elapsed. ``on_warm()`` is called once, when the
+    first :data:`WARM_UP` of the time or budget is spent (to snapshot counters).
     """
     latencies: array[float] = array("d")  # one event loop thread: appends need no lock
     issued = 0
@@ -504,18 +613,27 @@ async def _drive(
                 # every client (and the progress bar) gets its turn.
                 await asyncio.sleep(0)
 
-    def fraction() -> float:
-        if budget is not None:
-            return len(latencies) / budget
-        return (time.perf_counter() - start) / (end - start)
+    def report(now: float) -> None:
+        if update is None:
+            return
+        elapsed = now - start
+        count = len(latencies)
+        rate = count / elapsed if elapsed > 0 else 0.0
+        done = float(count) if seconds is None else min(elapsed, seconds)
+        update(done, f"{count:,} requests, {rate:,.0f}/s")
 
-    reporter = asyncio.create_task(progress.run(fraction, lambda: len(latencies)))
+    async def reporter() -> None:
+        while True:
+            await asyncio.sleep(_PROGRESS_TICK)
+            report(time.perf_counter())
+
+    ticker = asyncio.create_task(reporter())
     try:
         await asyncio.gather(*(client() for _ in range(concurrency)))
     finally:
-        reporter.cancel()
+        ticker.cancel()
     stop = time.perf_counter()
-    progress.finish(len(latencies))
+    report(stop)
     warm_index, warm_start = warm_at if warm_at is not None else (len(latencies), stop)
     return _Trace(latencies, stop - start, warm_index, stop - warm_start)
 
@@ -561,28 +679,80 @@ def _make_l2(config: DemoConfig, workdir: Path) -> tuple[DistributedCache, str]:
     return SQLiteCache(workdir / "l2-cache.sqlite"), "SQLiteCache (embedded, no server)"
 
 
+def _plan(config: DemoConfig, l1_size: int, l2_name: str) -> list[list[str]]:
+    """What the demo is about to run, as (what, how) rows."""
+    if config.requests is not None:
+        length = f"{config.requests:,} requests"
+    else:
+        length = f"{config.duration:g} s"
+    if config.baseline:
+        baseline = f"then {config.baseline_seconds:g} s of the same workload without the cache"
+    else:
+        baseline = "skipped (--no-baseline)"
+    return [
+        [
+            "workload",
+            f"{config.concurrency} concurrent tasks look products up by id, popular ones more "
+            f"often (Zipf s={config.zipf_s:g}; 0 = uniform); seed {config.seed}",
+        ],
+        ["keys", f"{config.keys:,} products (distinct keys)"],
+        ["cached run", f"{length} through the cache, starting empty"],
+        ["baseline", baseline],
+        [
+            "database",
+            f"SQLite in a temporary directory, {config.db_latency_ms:g} ms simulated network "
+            "latency per query",
+        ],
+        ["cache", f"L1 MemoryCache(max_entries={l1_size:,}) + L2 {l2_name}"],
+    ]
+
+
 async def _demo(config: DemoConfig, out: TextIO, err: TextIO) -> DemoResult:
+    l1_size = config.l1_size if config.l1_size is not None else max(1, config.keys // 4)
     with tempfile.TemporaryDirectory(prefix="dataferry-demo-") as tmp:
         workdir = Path(tmp)
-        err.write(f"creating a SQLite database of {config.keys:,} products...\n")
-        db = await asyncio.to_thread(
-            ProductDatabase.create,
-            workdir / "products.sqlite",
-            products=config.keys,
-            seed=config.seed,
-            latency=config.db_latency_ms / 1000,
-        )
+        l2, l2_name = _make_l2(config, workdir)
         try:
-            return await _measure(config, db, workdir, out, err)
+            print_table("dataferry demo", ["", ""], _plan(config, l1_size, l2_name), file=out)
+            out.write("\n")
+            out.flush()
+            err.write(
+                textwrap.fill(
+                    f"creating a SQLite database of {config.keys:,} products...",
+                    terminal_width(),
+                )
+                + "\n"
+            )
+            err.flush()
+            db = await asyncio.to_thread(
+                ProductDatabase.create,
+                workdir / "products.sqlite",
+                products=config.keys,
+                seed=config.seed,
+                latency=config.db_latency_ms / 1000,
+            )
+        except BaseException:
+            await l2.aclose()  # _measure's cache closes it on the way that gets there
+            raise
+        try:
+            return await _measure(config, db, l2, l2_name, l1_size, out, err)
         finally:
             db.close()
 
 
+#: The progress bars' labels, as wide as each other so the two bars line up.
+_WITH, _WITHOUT = "with cache   ", "without cache"
+
+
 async def _measure(
-    config: DemoConfig, db: ProductDatabase, workdir: Path, out: TextIO, err: TextIO
+    config: DemoConfig,
+    db: ProductDatabase,
+    l2: DistributedCache,
+    l2_name: str,
+    l1_size: int,
+    out: TextIO,
+    err: TextIO,
 ) -> DemoResult:
-    l1_size = config.l1_size if config.l1_size is not None else max(1, config.keys // 4)
-    l2, l2_name = _make_l2(config, workdir)
     # A namespace of its own per run: a shared Redis never mixes this run with others.
     namespace = f"dataferry-demo-{secrets.token_hex(4)}"
     cache = AsyncDataFerry(
@@ -605,15 +775,18 @@ async def _measure(
             )
 
         at_warm: list[tuple[Stats, int]] = []
-        trace = await _drive(
-            cached_request,
-            ZipfKeys(config.keys, config.zipf_s, random.Random(config.seed)),
-            concurrency=config.concurrency,
-            seconds=None if config.requests is not None else config.duration,
-            budget=config.requests,
-            progress=_Progress(err if config.progress else None, "with cache   "),
-            on_warm=lambda: at_warm.append((cache.stats(), db.queries)),
-        )
+        seconds = None if config.requests is not None else config.duration
+        total = _progress_total(seconds, config.requests)
+        with progress(total, _WITH, file=err, enabled=config.progress) as update:
+            trace = await _drive(
+                cached_request,
+                ZipfKeys(config.keys, config.zipf_s, random.Random(config.seed)),
+                concurrency=config.concurrency,
+                seconds=seconds,
+                budget=config.requests,
+                update=update,
+                on_warm=lambda: at_warm.append((cache.stats(), db.queries)),
+            )
         stats = cache.stats()
         warm_stats, warm_queries = at_warm[0] if at_warm else (stats, db.queries)
         cached = _summarise(trace.latencies, trace.seconds, db.queries, stats)
@@ -629,14 +802,16 @@ async def _measure(
     baseline = None
     if config.baseline:
         db.queries = 0
-        trace = await _drive(
-            db.load_product,
-            ZipfKeys(config.keys, config.zipf_s, random.Random(config.seed)),
-            concurrency=config.concurrency,
-            seconds=config.baseline_seconds,
-            budget=None,
-            progress=_Progress(err if config.progress else None, "without cache"),
-        )
+        total = _progress_total(config.baseline_seconds, None)
+        with progress(total, _WITHOUT, file=err, enabled=config.progress) as update:
+            trace = await _drive(
+                db.load_product,
+                ZipfKeys(config.keys, config.zipf_s, random.Random(config.seed)),
+                concurrency=config.concurrency,
+                seconds=config.baseline_seconds,
+                budget=None,
+                update=update,
+            )
         baseline = _summarise(trace.latencies, trace.seconds, db.queries)
 
     result = DemoResult(
@@ -648,8 +823,7 @@ async def _measure(
         baseline=baseline,
         distinct_keys=len(requested),
     )
-    out.write(result.table() + "\n")
-    out.flush()
+    result.report(out)
     return result
 
 
@@ -659,7 +833,7 @@ def run_demo(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> DemoResult:
-    """Run the demo (``asyncio.run``), print its table to ``out`` and return the results.
+    """Run the demo (``asyncio.run``), print its plan and report to ``out``; return the results.
 
     Progress goes to ``err`` (default: ``sys.stderr``). Raises
     :class:`~dataferry.DistributedCacheError` when the L2 (e.g. ``--redis``) can't be reached.

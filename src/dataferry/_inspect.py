@@ -68,41 +68,52 @@ class Inspection:
             out["value_note"] = self.value_note
         return out
 
-    def render(self) -> str:
-        """Return a human-readable report."""
-        lines = [f"key              {self.storage_key}"]
+    def rows(self) -> list[tuple[str, str]]:
+        """Return the report as (field, value) rows, the value's JSON as one multi-line cell.
+
+        ``dataferry inspect`` prints them as a table; :meth:`render` as plain text.
+        """
+        rows = [("key", self.storage_key)]
         if not self.found:
-            lines.append("status           not found")
-            return "\n".join(lines)
-        lines.append(f"stored size      {self.stored_size:,} bytes")
+            rows.append(("status", "not found"))
+            return rows
+        rows.append(("stored size", f"{self.stored_size:,} bytes"))
         ttl = "no expiry" if self.ttl_left is None else f"{self.ttl_left:,.1f} s"
-        lines.append(f"TTL left         {ttl} (physical, in L2)")
+        rows.append(("TTL left", f"{ttl} (physical, in L2)"))
         h = self.header
         if h is None:
-            lines.append(f"status           not a DataFerry envelope ({self.error})")
-            return "\n".join(lines)
+            rows.append(("status", f"not a DataFerry envelope ({self.error})"))
+            return rows
         now = time.time()
         flags = ", ".join(h.describe()["flags"]) or "none"
         fresh = h.logical_expiry > now
         left = h.logical_expiry - now
         state = f"fresh, {left:,.1f} s left" if fresh else f"stale for {-left:,.1f} s"
-        lines += [
-            f"format           envelope v{h.version}",
-            f"flags            {flags}",
-            f"serializer       {h.serializer_name}",
-            f"compressor       {h.compressor_name}",
-            f"key id           {h.key_id or '-'}",
-            f"integrity        {h.integrity}" + ("" if h.key_id else " (not authenticated)"),
-            f"created          {_when(h.created_at)} ({now - h.created_at:,.1f} s ago)",
-            f"logical expiry   {_when(h.logical_expiry)} ({state})",
-            f"tags             {', '.join(h.tags) or '-'}",
+        rows += [
+            ("format", f"envelope v{h.version}"),
+            ("flags", flags),
+            ("serializer", h.serializer_name),
+            ("compressor", h.compressor_name),
+            ("key id", h.key_id or "-"),
+            ("integrity", f"{h.integrity}" + ("" if h.key_id else " (not authenticated)")),
+            ("created", f"{_when(h.created_at)} ({now - h.created_at:,.1f} s ago)"),
+            ("logical expiry", f"{_when(h.logical_expiry)} ({state})"),
+            ("tags", ", ".join(h.tags) or "-"),
         ]
         if self.value_shown:
-            text = json.dumps(self.value, indent=2, default=repr, ensure_ascii=False)
-            lines.append("value            " + text.replace("\n", "\n                 "))
+            rows.append(
+                ("value", json.dumps(self.value, indent=2, default=repr, ensure_ascii=False))
+            )
         elif self.value_note:
-            lines.append(f"value            ({self.value_note})")
-        return "\n".join(lines)
+            rows.append(("value", f"({self.value_note})"))
+        return rows
+
+    def render(self) -> str:
+        """Return a human-readable report (:meth:`rows`, one per line)."""
+        indent = " " * 17
+        return "\n".join(
+            f"{name:<17}" + value.replace("\n", "\n" + indent) for name, value in self.rows()
+        )
 
 
 def _when(ts: float) -> str:
