@@ -49,6 +49,11 @@ _STEP_MAX = 0.25
 # this many misses on recently evicted keys and one side has twice the other's.
 _GHOST_MIN = 8
 _GHOST_RATIO = 2.0
+# A move the ghosts led that cost hits mutes them for 1 period, then 2, 4... up to this many
+# (a success resets it): on a loop over more keys than the cache holds, every miss is a key the
+# window turned away, yet a bigger window only shrinks main (loop at 50% of its keys: 3.6%
+# hits, 28% when they can't repeat a move that hurt, OPT 50%).
+_GHOST_MUTE_MAX = 64
 _WINDOW_SIDE, _MAIN_SIDE = 1, 2  # GhostFilter sides
 # A candidate at least this popular is admitted 1 time in 128 even when it loses, so an
 # attacker can't pin a victim in the cache by inflating its count with colliding keys.
@@ -178,7 +183,10 @@ class TinyLfuPolicy:
     goes where hits are denser per slot, and a ghost vote (keys lately turned away by the
     window or by main, in small Bloom filters: a miss on one says which side was short of
     room, as ARC's ghost lists do) overrides the hit rate when it is clear, which crosses
-    stretches where growing the window first costs hits. A cache with a byte budget switches
+    stretches where growing the window first costs hits. Ghosts can mislead (on a loop larger
+    than the cache every miss is a key the window lost, yet a bigger window only shrinks main),
+    so a move they led that cost hits mutes them for 1, 2, 4... periods, and no move that cost
+    hits is repeated. A cache with a byte budget switches
     to the ladder once it holds 512 entries.
 
     The window starts at 1%, as Caffeine's does. Moving it reshapes the split at once (main
@@ -200,6 +208,9 @@ class TinyLfuPolicy:
         "_count",
         "_direction",
         "_full",
+        "_ghost_backoff",
+        "_ghost_led",
+        "_ghost_mute",
         "_ghosts",
         "_main_ghost_hits",
         "_maximum",
@@ -260,6 +271,9 @@ class TinyLfuPolicy:
         # Keys recently evicted, by side, and this period's misses on them (climbing only).
         self._ghosts: GhostFilter | None = None
         self._window_ghost_hits = self._main_ghost_hits = 0
+        self._ghost_led = False  # whether the ghosts decided the last move
+        self._ghost_mute = 0  # periods left without a ghost vote
+        self._ghost_backoff = 1  # the next mute's length
         self._reset_probe(entries if entries is not None else start)
 
     def __len__(self) -> int:
@@ -522,14 +536,27 @@ class TinyLfuPolicy:
         noise = math.sqrt(2 * hit_rate * (1 - hit_rate) / requests)
         window_lost, main_lost = self._window_ghost_hits, self._main_ghost_hits
         self._window_ghost_hits = self._main_ghost_hits = 0
-        if window_lost + main_lost >= _GHOST_MIN and (
+        improved, hurt = hit_rate - previous > noise, previous - hit_rate > noise
+        if self._ghost_led and hurt:  # the ghosts were wrong: stop listening, a while
+            self._ghost_mute = self._ghost_backoff
+            self._ghost_backoff = min(_GHOST_MUTE_MAX, 2 * self._ghost_backoff)
+        elif self._ghost_led and improved:
+            self._ghost_backoff = 1
+        ghost = 0
+        if self._ghost_mute:
+            self._ghost_mute -= 1
+        elif window_lost + main_lost >= _GHOST_MIN and (
             window_lost > _GHOST_RATIO * main_lost or main_lost > _GHOST_RATIO * window_lost
         ):
-            direction = 1 if window_lost > main_lost else -1
-            faster = direction == self._direction
-        elif hit_rate - previous > noise:  # the last move helped: go on, faster
+            ghost = 1 if window_lost > main_lost else -1
+        if hurt and ghost == self._direction:
+            ghost = 0  # never repeat a move that cost hits, whoever led it
+        self._ghost_led = bool(ghost)
+        if ghost:
+            direction, faster = ghost, ghost == self._direction
+        elif improved:  # the last move helped: go on, faster
             direction, faster = self._direction, True
-        elif previous - hit_rate > noise:  # it hurt: turn back
+        elif hurt:  # it hurt: turn back
             direction, faster = -self._direction, False
         else:  # a plateau: settle, with smaller steps the same way
             direction, faster = self._direction, False
