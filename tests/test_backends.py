@@ -26,6 +26,7 @@ from dataferry import (
     ConfigurationError,
     DistributedCache,
     DistributedCacheError,
+    GlideCache,
     RedisCache,
     SQLiteCache,
 )
@@ -76,6 +77,8 @@ KINDS = [
     "sqlite",
     "sqlite-threaded-reads",
     "sqlite-memory",
+    "glide",
+    "glide-cluster",
 ]
 
 
@@ -103,6 +106,11 @@ async def make_backend(
     elif kind == "sentinel":
         setup: RedisSentinel = request.getfixturevalue("redis_sentinel")
         cache = RedisCache.from_sentinel(setup.sentinels, setup.service_name)
+    elif kind == "glide":
+        cache = GlideCache.from_url(request.getfixturevalue("redis_url"))
+    elif kind == "glide-cluster":
+        glide_cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        cache = GlideCache.from_url(glide_cluster.url, cluster=True)
     elif kind == "sqlite":
         cache = SQLiteCache(tmp_path / "l2.sqlite")
     elif kind == "sqlite-threaded-reads":

@@ -10,6 +10,7 @@ from dataferry._async._loader import AsyncLoader
 from dataferry._backends import (
     Backplane,
     DistributedCache,
+    GlideCache,
     RedisBackplane,
     RedisCache,
     SQLiteCache,
@@ -82,6 +83,7 @@ __all__ = [
     "EntryOptions",
     "EvictionPolicy",
     "FactoryTimeoutError",
+    "GlideCache",
     "GzipCompressor",
     "InvalidKeyError",
     "InvalidTenantError",

@@ -10,7 +10,8 @@ import pytest
 
 import dataferry as df
 
-L2_KINDS = ["memory-only", "sqlite", "redis"]
+# "glide": GlideCache (Valkey GLIDE) on the same redis-server as "redis".
+L2_KINDS = ["memory-only", "sqlite", "redis", "glide"]
 
 
 def make_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
@@ -19,6 +20,8 @@ def make_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> A
     if kind == "sqlite":
         return df.SQLiteCache(str(tmp_path / "l2.sqlite"))
     url = request.getfixturevalue("redis_url")
+    if kind == "glide":
+        return df.GlideCache.from_url(url)
     return df.RedisCache.from_url(url)
 
 
@@ -33,19 +36,21 @@ def backend(l2_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any
     return make_backend(l2_kind, request, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "glide"])
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A real L2 that several cache nodes share."""
     return make_backend(str(request.param), request, tmp_path)
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(params=["redis", "sqlite", "glide"])
 def l2_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """Builds one L2 client per node, all on the same store (as processes have)."""
     if request.param == "sqlite":
         path = str(tmp_path / "l2.sqlite")
         return lambda: df.SQLiteCache(path)
     url = request.getfixturevalue("redis_url")
+    if request.param == "glide":
+        return lambda: df.GlideCache.from_url(url)
     return lambda: df.RedisCache.from_url(url)
 
 
