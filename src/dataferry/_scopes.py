@@ -25,6 +25,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from typing import Final, NamedTuple
 
@@ -86,7 +87,9 @@ class Scopes:
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
-        self._records: dict[str, Record] = {}
+        # Ordered for the bound: the oldest record goes (see Versions in _core.py for why not
+        # a dict used as a queue).
+        self._records: OrderedDict[str, Record] = OrderedDict()
         self._lock = threading.Lock()
         #: Seconds a fetched record is trusted (``inf`` while a backplane is connected).
         self.max_age = STATE_MAX_AGE
@@ -221,15 +224,15 @@ class Scopes:
     def forget(self) -> None:
         """Trust nothing known so far (invalidations may have been missed): fetch again."""
         with self._lock:
-            self._records = {}
+            self._records = OrderedDict()
 
     def _put(self, name: str, record: Record) -> None:
         with self._lock:
             records = self._records
-            records.pop(name, None)
             records[name] = record
+            records.move_to_end(name)
             while len(records) > RECORD_LIMIT:
-                del records[next(iter(records))]
+                records.popitem(last=False)
 
 
 class TagIndex:

