@@ -15,13 +15,17 @@ import logging
 import math
 import sys
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from dataferry._async._glide_ops import AsyncGlideOps
 from dataferry._async._redis_ops import CAS_SCRIPT, EXTEND_SCRIPT, RELEASE_SCRIPT, failed
-from dataferry._backends._loops import LoopGuard, loop_shutting_down
+from dataferry._backends._loops import (
+    LoopGuard,
+    PerLoopClients,
+    close_with_loop,
+    loop_shutting_down,
+)
 from dataferry._backends._redis import _safe_url
 from dataferry._errors import ConfigurationError, DistributedCacheError
 from dataferry._sync._glide_ops import GlideOps
@@ -151,29 +155,6 @@ def _close_now(client: AsyncGlideClient) -> None:
         logger.debug("closing the GLIDE client of a closed event loop failed: %r", exc)
         return
     coro.close()  # pragma: no cover - a GLIDE whose close() suspends
-
-
-async def _on_loop_shutdown(
-    ref: weakref.ref[GlideCache], loop: asyncio.AbstractEventLoop, record: _LoopClient
-) -> None:
-    # Runs in `loop` from loop.shutdown_asyncgens() (asyncio.run, Runner...), just before the
-    # loop closes. Nobody awaits this, so a failure is only logged.
-    cache = ref()
-    if cache is not None:
-        cache._forget_loop(loop, record)
-    error = await record.aclose()
-    if error is not None:  # pragma: no cover - closing rarely fails
-        logger.debug("closing the GLIDE client of a finished event loop failed: %r", error)
-
-
-def _close_soon(record: _LoopClient) -> None:
-    # In the record's own loop (scheduled from another thread by aclose()).
-    task = asyncio.get_running_loop().create_task(record.aclose())
-    _CLOSING.add(task)
-    task.add_done_callback(_CLOSING.discard)
-
-
-_CLOSING: set[asyncio.Task[BaseException | None]] = set()
 
 
 # -- GLIDE's reply pipe across event loops -----------------------------------------------------
@@ -356,7 +337,7 @@ def _configuration(
 # -- GlideCache --------------------------------------------------------------------------------
 
 
-class GlideCache(AsyncGlideOps, GlideOps):
+class GlideCache(AsyncGlideOps, GlideOps, PerLoopClients[_LoopClient]):
     """The distributed cache (L2) on Valkey GLIDE: Valkey or Redis, standalone or Cluster.
 
     The same contract as :class:`~dataferry.RedisCache`, on GLIDE, the Valkey project's client
@@ -573,9 +554,7 @@ class GlideCache(AsyncGlideOps, GlideOps):
             record = self._async_records.get(loop)
             if record is None:
                 record = _LoopClient(client)
-                if not loop_shutting_down(loop):
-                    ref, new = weakref.ref(self), record
-                    record.guard = LoopGuard(lambda: _on_loop_shutdown(ref, loop, new))
+                close_with_loop(self, loop, record, "GLIDE client")
                 self._async_records[loop] = record
                 self._async_clients[loop] = client
         if record.client is not client:  # pragma: no cover - another task won the race
@@ -598,20 +577,6 @@ class GlideCache(AsyncGlideOps, GlideOps):
             "one per loop, or use GlideCache.from_url(), which does"
         )
 
-    def _take_dead_loops(self) -> list[_LoopClient]:
-        # Under _async_lock: the clients of loops closed without shutting down their async
-        # generators (the guard never ran); the caller abandons them outside the lock.
-        dead = [loop for loop in self._async_records if loop.is_closed()]
-        for loop in dead:
-            self._async_clients.pop(loop, None)
-        return [self._async_records.pop(loop) for loop in dead]
-
-    def _forget_loop(self, loop: asyncio.AbstractEventLoop, record: _LoopClient) -> None:
-        with self._async_lock:
-            if self._async_records.get(loop) is record:
-                del self._async_records[loop]
-                self._async_clients.pop(loop, None)
-
     async def aclose(self) -> None:
         """Close the asyncio clients this cache built; a client passed in is left to its owner.
 
@@ -621,22 +586,7 @@ class GlideCache(AsyncGlideOps, GlideOps):
         """
         if self._async_given is not None:
             return
-        loop = asyncio.get_running_loop()
-        with self._async_lock:
-            records = self._async_records
-            self._async_records = {}
-            self._async_clients.clear()
-        error: BaseException | None = None
-        for other, record in records.items():
-            if other is loop:
-                error = await record.aclose() or error
-            elif other.is_closed():
-                record.abandon()
-            else:
-                try:
-                    other.call_soon_threadsafe(_close_soon, record)
-                except RuntimeError:  # closed in the meantime
-                    record.abandon()
+        error = await self._aclose_loops()
         if error is not None:  # pragma: no cover - closing rarely fails
             raise failed("close", error) from error
 

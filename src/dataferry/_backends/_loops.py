@@ -10,6 +10,9 @@ module gives it the three things that takes:
 * :class:`LoopGuard`, which runs a coroutine in a loop just before ``asyncio.run()`` (or an
   ``asyncio.Runner``, ``uvloop.run``, pytest-asyncio...) closes it, so the clients built in that
   loop are closed properly in it.
+* :class:`PerLoopClients` and :func:`close_with_loop`, the per-loop client table that
+  ``RedisCache`` and ``GlideCache`` share: records forgotten when their loop ends, dropped when
+  it was closed without shutting down, all closed by ``aclose()``.
 * :func:`abandon`, for a client whose loop was closed without that hook running
   (``loop.close()`` without ``loop.shutdown_asyncgens()``): it closes the sockets directly, so
   the dead connections neither leak nor warn (``ResourceWarning: unclosed transport``).
@@ -21,14 +24,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import threading
 import weakref
 from asyncio import selector_events
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import redis.asyncio
 
-__all__ = ["LoopGuard", "abandon", "async_loop_key", "connection_loops", "sync_loop_key"]
+__all__ = [
+    "LoopGuard",
+    "LoopRecord",
+    "PerLoopClients",
+    "abandon",
+    "async_loop_key",
+    "close_with_loop",
+    "connection_loops",
+    "sync_loop_key",
+]
+
+logger = logging.getLogger("dataferry")
 
 #: The key of the async half's client table: the running loop (about 50 ns).
 async_loop_key = asyncio.get_running_loop
@@ -168,3 +184,112 @@ def _abandon_transport(transport: Any) -> None:
     else:  # pragma: no cover - other loops (uvloop) close their sockets when they close
         with contextlib.suppress(Exception):
             transport.abort()
+
+
+# -- the per-loop client table of a backend ------------------------------------------------------
+
+
+class LoopRecord(Protocol):
+    """What a backend keeps per event loop: its clients, and the guard that closes them."""
+
+    guard: LoopGuard | None
+
+    async def aclose(self) -> BaseException | None:
+        """Close the clients in their (running) loop; return the first error. Idempotent."""
+
+    def abandon(self) -> None:
+        """Drop the clients of a closed loop without it."""
+
+
+R = TypeVar("R", bound=LoopRecord)
+
+
+class PerLoopClients(Generic[R]):
+    """The bookkeeping of a backend that builds one asyncio client per event loop.
+
+    The backend (``RedisCache``, ``GlideCache``) builds a record when a loop first needs a
+    client and arms its guard with :func:`close_with_loop`; this mixin forgets records whose
+    loop ended, drops those of loops closed without shutting down, and closes them all in
+    :meth:`_aclose_loops`. The backend defines ``_async_lock``, ``_async_records`` (loop ->
+    record) and ``_async_clients`` (loop -> client, the hot path's table).
+    """
+
+    _async_lock: threading.Lock
+    _async_records: dict[asyncio.AbstractEventLoop, R]
+    _async_clients: dict[Any, Any]
+
+    def _take_dead_loops(self) -> list[R]:
+        # Under _async_lock: remove the records of loops closed without shutting down their
+        # async generators (the guard never ran); the caller abandons them outside the lock.
+        dead = [loop for loop in self._async_records if loop.is_closed()]
+        for loop in dead:
+            self._async_clients.pop(loop, None)
+        return [self._async_records.pop(loop) for loop in dead]
+
+    def _forget_loop(self, loop: asyncio.AbstractEventLoop, record: R) -> None:
+        with self._async_lock:
+            if self._async_records.get(loop) is record:
+                del self._async_records[loop]
+                self._async_clients.pop(loop, None)
+
+    async def _aclose_loops(self) -> BaseException | None:
+        """Close every loop's clients; return the first error of the running loop's close.
+
+        The running loop's are closed here, those of other running loops (in other threads)
+        in their own loop, those of closed loops at once.
+        """
+        loop = asyncio.get_running_loop()
+        with self._async_lock:
+            records = self._async_records
+            self._async_records = {}
+            self._async_clients.clear()
+        error: BaseException | None = None
+        for other, record in records.items():
+            if other is loop:
+                error = await record.aclose() or error
+            elif other.is_closed():
+                record.abandon()
+            else:
+                try:
+                    other.call_soon_threadsafe(_close_soon, record)
+                except RuntimeError:  # closed in the meantime
+                    record.abandon()
+        return error
+
+
+def close_with_loop(
+    owner: PerLoopClients[R], loop: asyncio.AbstractEventLoop, record: R, what: str
+) -> None:
+    """Arm ``record``'s guard: when ``loop`` shuts down, ``owner`` forgets it and it closes.
+
+    ``what`` names the clients in the debug message of a failed close. Nothing is armed for a
+    loop already shutting down (its guard would never run).
+    """
+    if loop_shutting_down(loop):
+        return
+    ref = weakref.ref(owner)
+
+    async def on_shutdown() -> None:
+        # Runs in `loop` from loop.shutdown_asyncgens() (asyncio.run, Runner...), just before
+        # the loop closes: the last moment its clients can be closed properly. Nobody awaits
+        # this, so a failure is only logged.
+        cache = ref()
+        if cache is not None:
+            cache._forget_loop(loop, record)
+        error = await record.aclose()
+        if error is not None:  # pragma: no cover - closing rarely fails
+            logger.debug("closing the %s of a finished event loop failed: %r", what, error)
+
+    record.guard = LoopGuard(on_shutdown)
+
+
+def _close_soon(record: LoopRecord) -> None:
+    # In the record's own loop (scheduled from another thread by _aclose_loops()). If that loop
+    # ends before the task is done, its guard (still armed) closes the clients.
+    task = asyncio.get_running_loop().create_task(record.aclose())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+# Strong references to the closing tasks started in other loops (a loop keeps weak ones only).
+_CLOSING: set[asyncio.Task[BaseException | None]] = set()

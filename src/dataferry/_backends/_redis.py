@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -22,9 +21,10 @@ from redis.retry import Retry
 from dataferry._async._redis_ops import AsyncRedisOps, failed
 from dataferry._backends._loops import (
     LoopGuard,
+    PerLoopClients,
     abandon,
+    close_with_loop,
     connection_loops,
-    loop_shutting_down,
 )
 from dataferry._errors import ConfigurationError, DistributedCacheError
 from dataferry._sync._redis_ops import RedisOps
@@ -158,21 +158,7 @@ class _LoopClients:
                 abandon(client)
 
 
-async def _on_loop_shutdown(
-    ref: weakref.ref[RedisCache], loop: asyncio.AbstractEventLoop, record: _LoopClients
-) -> None:
-    # Runs in `loop` from loop.shutdown_asyncgens() (asyncio.run, Runner...), just before the
-    # loop closes: the last moment its clients can be closed properly. Nobody awaits this,
-    # so a failure is only logged.
-    cache = ref()
-    if cache is not None:
-        cache._forget_loop(loop, record)
-    error = await record.aclose()
-    if error is not None:  # pragma: no cover - closing rarely fails
-        logger.debug("closing the Redis clients of a finished event loop failed: %r", error)
-
-
-class RedisCache(AsyncRedisOps, RedisOps):
+class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
     """The distributed cache (L2) on Redis or Valkey: standalone, Cluster or Sentinel-managed.
 
     One object serves both facades: the ``a``-prefixed methods use an asyncio client (for
@@ -463,9 +449,7 @@ class RedisCache(AsyncRedisOps, RedisOps):
                     except Exception as exc:
                         raise failed("connect", exc) from exc
                     record = _LoopClients(client, owned)
-                    if not loop_shutting_down(loop):
-                        ref, new = weakref.ref(self), record
-                        record.guard = LoopGuard(lambda: _on_loop_shutdown(ref, loop, new))
+                    close_with_loop(self, loop, record, "Redis clients")
                     self._async_records[loop] = record
                     self._async_clients[loop] = client
                 return record.client
@@ -493,20 +477,6 @@ class RedisCache(AsyncRedisOps, RedisOps):
             self._async_clients[loop] = client
         return client
 
-    def _take_dead_loops(self) -> list[_LoopClients]:
-        # Under _async_lock: remove the clients of loops closed without shutting down their
-        # async generators (the guard never ran); the caller abandons them outside the lock.
-        dead = [loop for loop in self._async_records if loop.is_closed()]
-        for loop in dead:
-            self._async_clients.pop(loop, None)
-        return [self._async_records.pop(loop) for loop in dead]
-
-    def _forget_loop(self, loop: asyncio.AbstractEventLoop, record: _LoopClients) -> None:
-        with self._async_lock:
-            if self._async_records.get(loop) is record:
-                del self._async_records[loop]
-                self._async_clients.pop(loop, None)
-
     async def aclose(self) -> None:
         """Close the asyncio clients this cache built; a client passed in is left to its owner.
 
@@ -516,22 +486,7 @@ class RedisCache(AsyncRedisOps, RedisOps):
         """
         if self._async_given is not None:
             return
-        loop = asyncio.get_running_loop()
-        with self._async_lock:
-            records = self._async_records
-            self._async_records = {}
-            self._async_clients.clear()
-        error: BaseException | None = None
-        for other, record in records.items():
-            if other is loop:
-                error = await record.aclose() or error
-            elif other.is_closed():
-                record.abandon()
-            else:
-                try:
-                    other.call_soon_threadsafe(_close_soon, record)
-                except RuntimeError:  # closed in the meantime
-                    record.abandon()
+        error = await self._aclose_loops()
         if error is not None:  # pragma: no cover - closing rarely fails
             raise failed("close", error) from error
 
@@ -583,19 +538,6 @@ class RedisCache(AsyncRedisOps, RedisOps):
 
     def __repr__(self) -> str:
         return f"RedisCache({self._description})"
-
-
-def _close_soon(record: _LoopClients) -> None:
-    # In the record's own loop (scheduled from another thread by aclose()). If that loop ends
-    # before the task is done, its guard (still armed) closes the clients.
-    task = asyncio.get_running_loop().create_task(record.aclose())
-    _CLOSING.add(task)
-    task.add_done_callback(_CLOSING.discard)
-
-
-# Strong references to the closing tasks aclose() starts in other loops (the loop keeps weak
-# ones only).
-_CLOSING: set[asyncio.Task[BaseException | None]] = set()
 
 
 def _dry_build(
