@@ -577,19 +577,6 @@ class GlideCache(AsyncGlideOps, GlideOps, PerLoopClients[_LoopClient]):
             "one per loop, or use GlideCache.from_url(), which does"
         )
 
-    async def aclose(self) -> None:
-        """Close the asyncio clients this cache built; a client passed in is left to its owner.
-
-        The running loop's client is closed here, those of other running loops (in other
-        threads) in their own loop, those of closed loops at once. The next async call, in
-        any loop, builds a new client.
-        """
-        if self._async_given is not None:
-            return
-        error = await self._aclose_loops()
-        if error is not None:  # pragma: no cover - closing rarely fails
-            raise failed("close", error) from error
-
     # -- the sync client ----------------------------------------------------------------------
 
     def _sync_connect(self) -> GlideClient:
@@ -624,10 +611,7 @@ class GlideCache(AsyncGlideOps, GlideOps, PerLoopClients[_LoopClient]):
         The next sync call builds a new client. Call it once no other thread uses the cache:
         GLIDE frees the native client at once.
         """
-        with self._async_lock:
-            dead = self._take_dead_loops()
-        for record in dead:
-            record.abandon()
+        self._drop_dead_loops()
         with self._sync_lock:
             owned, self._sync_owned = self._sync_owned, None
             if owned is None:

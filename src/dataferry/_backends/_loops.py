@@ -33,6 +33,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import redis.asyncio
 
+from dataferry._errors import DistributedCacheError
+
 __all__ = [
     "LoopGuard",
     "LoopRecord",
@@ -217,6 +219,27 @@ class PerLoopClients(Generic[R]):
     _async_lock: threading.Lock
     _async_records: dict[asyncio.AbstractEventLoop, R]
     _async_clients: dict[Any, Any]
+    _async_given: Any  # an asyncio client passed in (not closed here), or None
+
+    async def aclose(self) -> None:
+        """Close the asyncio clients this cache built; a client passed in is left to its owner.
+
+        The running loop's clients are closed here; those of other loops still running (in
+        other threads) are closed in their own loop; those of closed loops at once. The next
+        async call, in any loop, builds a new client.
+        """
+        if self._async_given is not None:
+            return
+        error = await self._aclose_loops()
+        if error is not None:  # pragma: no cover - closing rarely fails
+            raise DistributedCacheError(f"close failed: {type(error).__name__}: {error}") from error
+
+    def _drop_dead_loops(self) -> None:
+        """Drop the clients of loops closed without closing them (from ``close()``)."""
+        with self._async_lock:
+            dead = self._take_dead_loops()
+        for record in dead:
+            record.abandon()
 
     def _take_dead_loops(self) -> list[R]:
         # Under _async_lock: remove the records of loops closed without shutting down their

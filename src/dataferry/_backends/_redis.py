@@ -477,19 +477,6 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
             self._async_clients[loop] = client
         return client
 
-    async def aclose(self) -> None:
-        """Close the asyncio clients this cache built; a client passed in is left to its owner.
-
-        The running loop's clients are closed here; those of other loops still running (in
-        other threads) are closed in their own loop; those of closed loops have their sockets
-        closed. The next async call, in any loop, builds a new client.
-        """
-        if self._async_given is not None:
-            return
-        error = await self._aclose_loops()
-        if error is not None:  # pragma: no cover - closing rarely fails
-            raise failed("close", error) from error
-
     # -- the sync client ----------------------------------------------------------------------
 
     def _sync_connect(self) -> RedisClient:
@@ -518,10 +505,7 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
         Also drops the asyncio clients of event loops that were closed without closing them.
         The next sync call builds a new client.
         """
-        with self._async_lock:
-            dead = self._take_dead_loops()
-        for record in dead:
-            record.abandon()
+        self._drop_dead_loops()
         with self._sync_lock:
             owned, self._sync_owned = self._sync_owned, []
             if not owned:
