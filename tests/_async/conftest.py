@@ -54,9 +54,45 @@ def l2_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     return lambda: df.RedisCache.from_url(url)
 
 
-@pytest.fixture(params=["cluster", "sentinel"])
+class L2Client:
+    """Builds the L2 of one Redis client on a server a test controls (and may kill or freeze).
+
+    ``"redis"``: RedisCache (redis-py); ``"glide"``: GlideCache (Valkey GLIDE). Both with
+    their ``from_url`` defaults (0.25 s timeouts, the default Resilience timeout).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, url: str, *, cluster: bool = False) -> Any:
+        if self.name == "glide":
+            return df.GlideCache.from_url(url, cluster=cluster)
+        return df.RedisCache.from_url(url, cluster=cluster)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@pytest.fixture(params=["redis", "glide"])
+def l2_client(request: pytest.FixtureRequest) -> L2Client:
+    """The fault tests' L2 client (they kill, freeze and restart the server under it)."""
+    return L2Client(str(request.param))
+
+
+@pytest.fixture
+def redis_l2(l2_client: L2Client, redis_url: str) -> Any:
+    """RedisCache or GlideCache on the shared server (for tests whose faults are injected)."""
+    return l2_client(redis_url)
+
+
+# "glide-cluster": GlideCache on the same Cluster (GLIDE has no Sentinel support).
+@pytest.fixture(params=["cluster", "sentinel", "glide-cluster"])
 def topology_l2_factory(request: pytest.FixtureRequest) -> Any:
-    """Builds one L2 client per node on the harness's 3-master Cluster, or its Sentinel setup."""
+    """Builds one L2 client per node on the harness's 3-master Cluster (RedisCache or
+    GlideCache), or its Sentinel setup."""
+    if request.param == "glide-cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        return lambda: df.GlideCache.from_url(url, cluster=True)
     if request.param == "cluster":
         url = request.getfixturevalue("redis_cluster").url
         return lambda: df.RedisCache.from_url(url, cluster=True)

@@ -2,6 +2,9 @@
 
 The sync twin (tests/_sync/test_coherence.py) is generated from this file. Every node is a
 cache of its own with its own RedisBackplane, on one real redis-server: as two processes would.
+The tests whose L2 calls matter (reads raced by invalidations, batches, a killed server) run
+with RedisCache and GlideCache (``l2_client``): the backplane is a RedisBackplane either way,
+next to the L2's own connections on the same server. The others use RedisCache.
 """
 
 from __future__ import annotations
@@ -25,17 +28,19 @@ from tests.chaos import (
 )
 
 
-def node(url: str, **kwargs: Any) -> df.AsyncDataFerry:
+def node(url: str, l2_client: Any = df.RedisCache.from_url, **kwargs: Any) -> df.AsyncDataFerry:
     kwargs.setdefault("namespace", "coh")
     return df.AsyncDataFerry(
-        distributed=df.RedisCache.from_url(url),
+        distributed=l2_client(url),
         backplane=df.RedisBackplane.from_url(url),
         **kwargs,
     )
 
 
-async def test_a_write_on_one_node_drops_the_key_from_the_others_l1(redis_url: str) -> None:
-    a, b = node(redis_url), node(redis_url)
+async def test_a_write_on_one_node_drops_the_key_from_the_others_l1(
+    redis_url: str, l2_client: Any
+) -> None:
+    a, b = node(redis_url, l2_client), node(redis_url, l2_client)
     heard = count_events(b, "backplane_messages")
     async with a, b:
         assert await a.get_or_set("price", lambda: 100) == 100  # message 1
@@ -77,10 +82,10 @@ async def test_tenant_views_publish_too(redis_url: str) -> None:
 
 
 async def test_a_slow_read_never_refills_l1_with_the_value_another_node_replaced(
-    redis_url: str,
+    redis_url: str, l2_client: Any
 ) -> None:
     hold = HoldAfter()
-    a, b = node(redis_url), node(redis_url, distributed_layers=[hold])
+    a, b = node(redis_url, l2_client), node(redis_url, l2_client, distributed_layers=[hold])
     heard = count_events(b, "backplane_messages")
     async with a, b:
         await a.set("k", "old")
@@ -154,8 +159,10 @@ async def test_another_nodes_write_during_a_slow_factory_wins_too(redis_url: str
         assert await b.get("k", options=df.EntryOptions(skip_memory=True)) == "new"
 
 
-async def test_l1_is_emptied_when_the_backplane_comes_back(redis_server: Any) -> None:
-    a = node(redis_server.url, resilience=df.Resilience(cooldown=0.2))
+async def test_l1_is_emptied_when_the_backplane_comes_back(
+    redis_server: Any, l2_client: Any
+) -> None:
+    a = node(redis_server.url, l2_client, resilience=df.Resilience(cooldown=0.2))
     states: list[str] = []
     back = threading.Event()
 
@@ -177,9 +184,9 @@ async def test_l1_is_emptied_when_the_backplane_comes_back(redis_server: Any) ->
         assert a.stats().memory_entries == 0
 
 
-async def test_a_failed_publish_is_sent_again(redis_server: Any) -> None:
+async def test_a_failed_publish_is_sent_again(redis_server: Any, l2_client: Any) -> None:
     url = redis_server.url
-    a = node(url, resilience=df.Resilience(cooldown=0.2))
+    a = node(url, l2_client, resilience=df.Resilience(cooldown=0.2))
     async with a:
         await a.set("k", 1)
         sent = a.stats().backplane_sent
@@ -187,7 +194,7 @@ async def test_a_failed_publish_is_sent_again(redis_server: Any) -> None:
         await a.set("k", 2)  # L2 write queued, publish kept
         assert a.stats().backplane_sent == sent
         redis_server.restart()
-        b = node(url)
+        b = node(url, l2_client)
         heard = count_events(b, "backplane_messages")
         async with b:
             await a.set("other", 3)  # a publish that works sends the kept one too
@@ -197,13 +204,13 @@ async def test_a_failed_publish_is_sent_again(redis_server: Any) -> None:
 
 @pytest.mark.parametrize("operation", ["remove", "expire"])
 async def test_a_read_during_a_remove_never_puts_the_old_value_back(
-    redis_url: str, operation: str
+    redis_url: str, l2_client: Any, operation: str
 ) -> None:
     # The L2 call of remove (a DELETE) or expire (a compare-and-set) is held while a read of
     # the same key in the same process finds L1 empty and reads the old value from L2.
     held = "delete" if operation == "remove" else "compare_and_set"
     gate = Gate(held)
-    async with node(redis_url, distributed_layers=[gate]) as cache:
+    async with node(redis_url, l2_client, distributed_layers=[gate]) as cache:
         await cache.set("k", "old")
         changing = AsyncReading(lambda: getattr(cache, operation)("k"))
 
@@ -256,13 +263,11 @@ class CountingBackplane(df.RedisBackplane):
         await super().apublish_many(channel, payloads)
 
 
-async def test_a_batch_is_published_in_one_round_trip(redis_url: str) -> None:
+async def test_a_batch_is_published_in_one_round_trip(redis_url: str, l2_client: Any) -> None:
     counting = CountingBackplane.from_url(redis_url)
     counting.calls = Counter()
-    a = df.AsyncDataFerry(
-        namespace="coh", distributed=df.RedisCache.from_url(redis_url), backplane=counting
-    )
-    b = node(redis_url)
+    a = df.AsyncDataFerry(namespace="coh", distributed=l2_client(redis_url), backplane=counting)
+    b = node(redis_url, l2_client)
     heard = count_events(b, "backplane_messages")
     async with a, b:
         await b.get_many(["x", "y", "z"])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
 
 import dataferry as df
+from tests.chaos import async_until
 
 
 class Counter:
@@ -220,12 +222,12 @@ async def test_bad_ttl_raises_configuration_error(backend: Any, ttl: Any) -> Non
         assert await cache.try_get("k") == (False, None)
 
 
-async def test_unserializable_value_raises_and_writes_nothing(l2_backend: Any) -> None:
-    async with node(l2_backend) as cache:
+async def test_unserializable_value_raises_and_writes_nothing(redis_l2: Any) -> None:
+    async with node(redis_l2) as cache:
         with pytest.raises(df.SerializationError):
             await cache.set("k", object())
         assert cache.stats().memory_entries == 0
-        assert await l2_backend.aget("test:k:k") is None
+        assert await redis_l2.aget("test:k:k") is None
         with pytest.raises(df.SerializationError):
             await cache.get_or_set("k2", Counter({1, 2}))
         assert cache.stats().memory_entries == 0
@@ -234,36 +236,36 @@ async def test_unserializable_value_raises_and_writes_nothing(l2_backend: Any) -
         assert await cache.try_get("a") == (False, None)
 
 
-async def test_payload_limit(l2_backend: Any) -> None:
-    async with node(l2_backend, max_payload_bytes=1000) as cache:
+async def test_payload_limit(redis_l2: Any) -> None:
+    async with node(redis_l2, max_payload_bytes=1000) as cache:
         big = "x" * 2000
         with pytest.raises(df.PayloadTooLargeError):
             await cache.set("big", big)
         assert await cache.try_get("big") == (False, None)
         # get_or_set still answers, keeps the value in L1 only, and counts the event.
         assert await cache.get_or_set("big", Counter(big)) == big
-        assert await l2_backend.aget("test:k:big") is None
+        assert await redis_l2.aget("test:k:big") is None
         assert cache.stats().payload_too_large == 1
 
 
-async def test_corrupted_l2_entry_is_a_miss(l2_backend: Any) -> None:
-    async with node(l2_backend, memory=None) as cache:
+async def test_corrupted_l2_entry_is_a_miss(redis_l2: Any) -> None:
+    async with node(redis_l2, memory=None) as cache:
         garbage_values = [b"", b"DF", b"\x00" * 40, b"DF\x01garbage", b"not an envelope"]
         for i, garbage in enumerate(garbage_values):
-            await l2_backend.aset(f"test:k:bad{i}", garbage, 60)
+            await redis_l2.aset(f"test:k:bad{i}", garbage, 60)
             assert await cache.try_get(f"bad{i}") == (False, None)
             assert await cache.get_or_set(f"bad{i}", Counter("fresh")) == "fresh"
         assert cache.stats().decode_errors == 10  # each read of a bad entry counts: 2 per key
 
 
-async def test_an_entry_moved_to_another_key_or_tenant_is_a_miss(l2_backend: Any) -> None:
+async def test_an_entry_moved_to_another_key_or_tenant_is_a_miss(redis_l2: Any) -> None:
     # Unencrypted entries carry a checksum over their storage key (not a security boundary:
     # encryption or signing is): a copy under another key or tenant is a miss.
-    async with node(l2_backend, memory=None) as cache:
+    async with node(redis_l2, memory=None) as cache:
         await cache.set("a", "value-a")
-        raw = await l2_backend.aget("test:k:a")
-        await l2_backend.aset("test:k:b", raw, 60)
-        await l2_backend.aset("test:t:acme:a", raw, 60)
+        raw = await redis_l2.aget("test:k:a")
+        await redis_l2.aset("test:k:b", raw, 60)
+        await redis_l2.aset("test:t:acme:a", raw, 60)
         assert await cache.try_get("b") == (False, None)
         assert await cache.tenant("acme").try_get("a") == (False, None)
         assert await cache.get("a") == "value-a"
@@ -288,8 +290,8 @@ async def test_tenants_are_isolated(backend: Any) -> None:
             cache.tenant("")
 
 
-async def test_l2_failure_is_answered_from_factory(redis_server: Any) -> None:
-    cache = node(df.RedisCache.from_url(redis_server.url))
+async def test_l2_failure_is_answered_from_factory(redis_server: Any, l2_client: Any) -> None:
+    cache = node(l2_client(redis_server.url))
     async with cache:
         await cache.set("k", "stored")
         redis_server.kill()
@@ -341,33 +343,33 @@ async def test_zero_ttl_batch_writes_remove_old_values(backend: Any) -> None:
         assert await cache.get_many(["a", "b"]) == {}
 
 
-async def test_get_or_set_many_skips_storing_oversized_values(l2_backend: Any) -> None:
-    async with node(l2_backend, max_payload_bytes=200) as cache:
+async def test_get_or_set_many_skips_storing_oversized_values(redis_l2: Any) -> None:
+    async with node(redis_l2, max_payload_bytes=200) as cache:
 
         async def load_many(keys: list[str]) -> dict[str, str]:
             return {"small": "s", "big": "b" * 500}
 
         got = await cache.get_or_set_many(["small", "big"], load_many)
         assert got == {"small": "s", "big": "b" * 500}
-        assert await l2_backend.aget("test:k:small") is not None
-        assert await l2_backend.aget("test:k:big") is None
+        assert await redis_l2.aget("test:k:small") is not None
+        assert await redis_l2.aget("test:k:big") is None
         assert cache.stats().payload_too_large == 1
 
 
-async def test_expire_of_a_corrupted_or_already_stale_entry(l2_backend: Any) -> None:
-    async with node(l2_backend) as cache:
-        await l2_backend.aset("test:k:bad", b"garbage", 60)
+async def test_expire_of_a_corrupted_or_already_stale_entry(redis_l2: Any) -> None:
+    async with node(redis_l2) as cache:
+        await redis_l2.aset("test:k:bad", b"garbage", 60)
         await cache.expire("bad")
-        assert await l2_backend.aget("test:k:bad") is None  # undecodable: dropped
+        assert await redis_l2.aget("test:k:bad") is None  # undecodable: dropped
         await cache.set("k", "v")
         await cache.expire("k")
-        stale = await l2_backend.aget("test:k:k")
+        stale = await redis_l2.aget("test:k:k")
         await cache.expire("k")  # already stale: left as it is
-        assert await l2_backend.aget("test:k:k") == stale
+        assert await redis_l2.aget("test:k:k") == stale
 
 
-async def test_every_operation_survives_a_dead_l2(redis_server: Any) -> None:
-    cache = node(df.RedisCache.from_url(redis_server.url))
+async def test_every_operation_survives_a_dead_l2(redis_server: Any, l2_client: Any) -> None:
+    cache = node(l2_client(redis_server.url))
     async with cache:
         await cache.set_many({"a": 1, "b": 2})
         redis_server.kill()
@@ -383,6 +385,50 @@ async def test_every_operation_survives_a_dead_l2(redis_server: Any) -> None:
             assert cache.stats().distributed_errors == 6
         finally:
             redis_server.restart()
+
+
+async def test_a_frozen_l2_costs_one_timeout_then_the_breaker_skips_it(
+    redis_server: Any, l2_client: Any
+) -> None:
+    # SIGSTOP: the connections stay open and nothing answers (a hung server, not a dead one).
+    # Both clients give up after 0.25 s (their from_url default, the Resilience timeout).
+    policy = df.Resilience(failure_threshold=2, cooldown=0.3, recovery_interval=0.05)
+    cache = node(l2_client(redis_server.url), resilience=policy)
+    async with cache:
+        await cache.set("k", "stale soon")
+        redis_server.freeze()
+        try:
+            for call in (
+                lambda: cache.remove("k"),  # times out: queued for a replay
+                lambda: cache.get_or_set("new", Counter("computed")),  # the factory answers
+            ):
+                started = time.monotonic()
+                await call()
+                assert time.monotonic() - started < 0.25 + 0.5  # one timeout, not a hang
+            assert cache.stats().circuit_breaks == 1
+            started = time.monotonic()
+            for i in range(10):  # skipped by the open breaker: no timeout each
+                assert await cache.get_or_set(f"during:{i}", Counter(i)) == i
+            assert time.monotonic() - started < 1.0
+            assert await cache.get("k") is None  # the cache reads its own queued remove
+        finally:
+            redis_server.resume()
+
+        # The client answers again once the server does: the queued writes are replayed.
+        async def replayed() -> bool:
+            return cache.stats().recovery_pending == 0
+
+        await async_until(replayed)
+        # The late replies to the requests that timed out were not taken for later ones.
+        l2_only = df.EntryOptions(skip_memory=True)
+        assert await cache.get_many(["k", "new"], options=l2_only) == {"new": "computed"}
+    async with node(l2_client(redis_server.url)) as fresh:
+        assert await fresh.try_get("k") == (False, None)
+        assert await fresh.get_many(["new", "during:0", "during:9"]) == {
+            "new": "computed",
+            "during:0": 0,
+            "during:9": 9,
+        }
 
 
 async def test_tenant_batches_are_isolated(backend: Any) -> None:

@@ -1,9 +1,11 @@
 """Resilience of the L2 pipeline through the public API: circuit breaker, retries, surfaced
 errors, background writes and auto-recovery, with faults injected by a layer around a real L2.
 
-The sync twin (tests/_sync/test_resilience.py) is generated from this file. Faults on real
-servers (frozen, killed, a closed port, a server that never answers) are in
-tests/test_outage_real.py.
+The sync twin (tests/_sync/test_resilience.py) is generated from this file. The tests whose
+L2 does real work (retries, replays, background writes) run on RedisCache and GlideCache
+(``redis_l2``); those where the injected fault keeps every call from reaching the L2 run on
+RedisCache only. Faults on real servers (frozen, killed, a closed port, a server that never
+answers) are in tests/test_outage_real.py and, on both clients, tests/_async/test_facade.py.
 """
 
 from __future__ import annotations
@@ -177,9 +179,9 @@ async def test_a_probe_after_the_cooldown_closes_the_breaker(l2_backend: Any) ->
         assert seen == ["open", "half_open", "open", "half_open", "closed"]
 
 
-async def test_reads_are_retried_writes_are_not(l2_backend: Any) -> None:
+async def test_reads_are_retried_writes_are_not(redis_l2: Any) -> None:
     flaky = FailOnce()
-    cache = node(l2_backend, memory=None, distributed_layers=[flaky], resilience=NO_BREAKER)
+    cache = node(redis_l2, memory=None, distributed_layers=[flaky], resilience=NO_BREAKER)
     async with cache:
         assert await cache.get("missing") is None
         assert flaky.calls["get"] == 2  # failed, then retried
@@ -195,14 +197,14 @@ async def test_reads_are_retried_writes_are_not(l2_backend: Any) -> None:
 
         await async_until(replayed)
         assert flaky.calls["set"] == 2
-    async with node(l2_backend, memory=None) as fresh:
+    async with node(redis_l2, memory=None) as fresh:
         assert await fresh.get("k") == "v"
 
 
-async def test_raise_errors_surfaces_the_failure_after_queueing_it(l2_backend: Any) -> None:
+async def test_raise_errors_surfaces_the_failure_after_queueing_it(redis_l2: Any) -> None:
     faults = Faults(ConnectionError("redis down"))
     policy = df.Resilience(failure_threshold=0, recovery_interval=60)
-    async with node(l2_backend, distributed_layers=[faults], resilience=policy) as cache:
+    async with node(redis_l2, distributed_layers=[faults], resilience=policy) as cache:
         with pytest.raises(df.DistributedCacheError) as raised:
             await cache.set("k", "v", options=LOUD)
         assert not isinstance(raised.value, df.CircuitOpenError)
@@ -212,7 +214,7 @@ async def test_raise_errors_surfaces_the_failure_after_queueing_it(l2_backend: A
         await cache.set("quiet", "v")  # the default: no exception
         faults.failing = False
     # Closing wrote the queue out.
-    async with node(l2_backend) as fresh:
+    async with node(redis_l2) as fresh:
         assert await fresh.get("k") == "v"
         assert await fresh.get("quiet") == "v"
 
@@ -232,10 +234,10 @@ async def test_without_resilience_nothing_is_skipped_or_queued(l2_backend: Any) 
 # -- background writes ----------------------------------------------------------------------------
 
 
-async def test_background_writes_return_at_once_and_land_in_order(l2_backend: Any) -> None:
+async def test_background_writes_return_at_once_and_land_in_order(redis_l2: Any) -> None:
     gate = Gate("set")
     policy = df.Resilience(timeout=5, recovery_interval=0.02)
-    cache = node(l2_backend, memory=None, distributed_layers=[gate], resilience=policy)
+    cache = node(redis_l2, memory=None, distributed_layers=[gate], resilience=policy)
     async with cache:
         await cache.set("k", 1, options=BACKGROUND)  # held at the gate, yet returned
 
@@ -255,16 +257,16 @@ async def test_background_writes_return_at_once_and_land_in_order(l2_backend: An
         await async_until(landed)
         assert gate.calls["set"] == 2  # 1, then 3: 2 was replaced before it was sent
         assert cache.stats().recovery_replays == 0  # nothing failed: no replay
-    async with node(l2_backend, memory=None) as fresh:
+    async with node(redis_l2, memory=None) as fresh:
         assert await fresh.get("k") == 3
 
 
 async def test_a_direct_write_is_never_overtaken_by_an_older_background_one(
-    l2_backend: Any,
+    redis_l2: Any,
 ) -> None:
     gate = Gate("set")
     policy = df.Resilience(timeout=5, recovery_interval=0.02)
-    cache = node(l2_backend, memory=None, distributed_layers=[gate], resilience=policy)
+    cache = node(redis_l2, memory=None, distributed_layers=[gate], resilience=policy)
     async with cache:
         await cache.set("k", "old", options=BACKGROUND)
 
@@ -278,7 +280,7 @@ async def test_a_direct_write_is_never_overtaken_by_an_older_background_one(
         await cache.remove("k")  # waits for the older write of k, then deletes
         assert gate.calls["set"] == 1
         assert cache.stats().recovery_pending == 0
-    async with node(l2_backend, memory=None) as fresh:
+    async with node(redis_l2, memory=None) as fresh:
         assert await fresh.get("k") is None
         assert await fresh.get("j") is None
 
@@ -287,11 +289,11 @@ async def test_a_direct_write_is_never_overtaken_by_an_older_background_one(
 
 
 async def test_writes_and_removes_that_failed_are_replayed_latest_first(
-    l2_backend: Any,
+    redis_l2: Any,
 ) -> None:
     faults = Faults(ConnectionError("redis down"))
     faults.failing = False
-    async with node(l2_backend, distributed_layers=[faults], resilience=NO_BREAKER) as cache:
+    async with node(redis_l2, distributed_layers=[faults], resilience=NO_BREAKER) as cache:
         await cache.set("gone", "old")
         faults.failing = True
         await cache.set("k", 1)
@@ -307,28 +309,28 @@ async def test_writes_and_removes_that_failed_are_replayed_latest_first(
 
         await async_until(replayed)
         assert cache.stats().recovery_replays == 4
-    async with node(l2_backend) as fresh:
+    async with node(redis_l2) as fresh:
         assert await fresh.get_many(["k", "j", "i", "gone"]) == {"k": 2, "j": 3}
 
 
-async def test_a_successful_direct_write_replaces_the_queued_one(l2_backend: Any) -> None:
+async def test_a_successful_direct_write_replaces_the_queued_one(redis_l2: Any) -> None:
     faults = Faults(ConnectionError("redis down"))
     policy = df.Resilience(failure_threshold=0, recovery_interval=60)  # no replay by time
-    async with node(l2_backend, distributed_layers=[faults], resilience=policy) as cache:
+    async with node(redis_l2, distributed_layers=[faults], resilience=policy) as cache:
         await cache.set("k", "queued")
         assert cache.stats().recovery_pending == 1
         faults.failing = False
         await cache.set("k", "newer")  # succeeds: the queued write must never land after it
         assert cache.stats().recovery_pending == 0
-    async with node(l2_backend) as fresh:
+    async with node(redis_l2) as fresh:
         assert await fresh.get("k") == "newer"
 
 
-async def test_the_bound_turns_the_oldest_writes_into_deletes(l2_backend: Any) -> None:
+async def test_the_bound_turns_the_oldest_writes_into_deletes(redis_l2: Any) -> None:
     faults = Faults(ConnectionError("redis down"))
     faults.failing = False
     policy = df.Resilience(failure_threshold=0, recovery_queue=2, recovery_interval=0.02)
-    async with node(l2_backend, distributed_layers=[faults], resilience=policy) as cache:
+    async with node(redis_l2, distributed_layers=[faults], resilience=policy) as cache:
         await cache.set_many({"a": "old", "b": "old", "c": "old"})
         faults.failing = True
         for key in ("a", "b", "c"):
@@ -342,22 +344,22 @@ async def test_the_bound_turns_the_oldest_writes_into_deletes(l2_backend: Any) -
             return cache.stats().recovery_pending == 0
 
         await async_until(replayed)
-    async with node(l2_backend) as fresh:
+    async with node(redis_l2) as fresh:
         # Never the old value of a: a miss, which the factory fills.
         assert await fresh.get_many(["a", "b", "c"]) == {"b": "new", "c": "new"}
 
 
-async def test_close_writes_the_queue_out(l2_backend: Any) -> None:
+async def test_close_writes_the_queue_out(redis_l2: Any) -> None:
     faults = Faults(ConnectionError("redis down"))
     policy = df.Resilience(failure_threshold=1, cooldown=60, recovery_interval=60)
-    cache = node(l2_backend, distributed_layers=[faults], resilience=policy)
+    cache = node(redis_l2, distributed_layers=[faults], resilience=policy)
     async with cache:
         await cache.set("k", "v")
         await cache.remove("other")
         faults.failing = False  # the breaker is open for a minute: only close probes now
     assert cache.stats().recovery_pending == 0
     assert cache.stats().recovery_drops == 0
-    async with node(l2_backend) as fresh:
+    async with node(redis_l2) as fresh:
         assert await fresh.get("k") == "v"
 
 

@@ -3,6 +3,9 @@
 
 The sync twin (tests/_sync/test_coherence.py) is generated from this file. Every node is a
 cache of its own with its own RedisBackplane, on one real redis-server: as two processes would.
+The tests whose L2 calls matter (reads raced by invalidations, batches, a killed server) run
+with RedisCache and GlideCache (``l2_client``): the backplane is a RedisBackplane either way,
+next to the L2's own connections on the same server. The others use RedisCache.
 """
 
 from __future__ import annotations
@@ -26,17 +29,19 @@ from tests.chaos import (
 )
 
 
-def node(url: str, **kwargs: Any) -> df.DataFerry:
+def node(url: str, l2_client: Any = df.RedisCache.from_url, **kwargs: Any) -> df.DataFerry:
     kwargs.setdefault("namespace", "coh")
     return df.DataFerry(
-        distributed=df.RedisCache.from_url(url),
+        distributed=l2_client(url),
         backplane=df.RedisBackplane.from_url(url),
         **kwargs,
     )
 
 
-def test_a_write_on_one_node_drops_the_key_from_the_others_l1(redis_url: str) -> None:
-    a, b = node(redis_url), node(redis_url)
+def test_a_write_on_one_node_drops_the_key_from_the_others_l1(
+    redis_url: str, l2_client: Any
+) -> None:
+    a, b = node(redis_url, l2_client), node(redis_url, l2_client)
     heard = count_events(b, "backplane_messages")
     with a, b:
         assert a.get_or_set("price", lambda: 100) == 100  # message 1
@@ -78,10 +83,10 @@ def test_tenant_views_publish_too(redis_url: str) -> None:
 
 
 def test_a_slow_read_never_refills_l1_with_the_value_another_node_replaced(
-    redis_url: str,
+    redis_url: str, l2_client: Any
 ) -> None:
     hold = HoldAfter()
-    a, b = node(redis_url), node(redis_url, distributed_layers=[hold])
+    a, b = node(redis_url, l2_client), node(redis_url, l2_client, distributed_layers=[hold])
     heard = count_events(b, "backplane_messages")
     with a, b:
         a.set("k", "old")
@@ -155,8 +160,10 @@ def test_another_nodes_write_during_a_slow_factory_wins_too(redis_url: str) -> N
         assert b.get("k", options=df.EntryOptions(skip_memory=True)) == "new"
 
 
-def test_l1_is_emptied_when_the_backplane_comes_back(redis_server: Any) -> None:
-    a = node(redis_server.url, resilience=df.Resilience(cooldown=0.2))
+def test_l1_is_emptied_when_the_backplane_comes_back(
+    redis_server: Any, l2_client: Any
+) -> None:
+    a = node(redis_server.url, l2_client, resilience=df.Resilience(cooldown=0.2))
     states: list[str] = []
     back = threading.Event()
 
@@ -178,9 +185,9 @@ def test_l1_is_emptied_when_the_backplane_comes_back(redis_server: Any) -> None:
         assert a.stats().memory_entries == 0
 
 
-def test_a_failed_publish_is_sent_again(redis_server: Any) -> None:
+def test_a_failed_publish_is_sent_again(redis_server: Any, l2_client: Any) -> None:
     url = redis_server.url
-    a = node(url, resilience=df.Resilience(cooldown=0.2))
+    a = node(url, l2_client, resilience=df.Resilience(cooldown=0.2))
     with a:
         a.set("k", 1)
         sent = a.stats().backplane_sent
@@ -188,7 +195,7 @@ def test_a_failed_publish_is_sent_again(redis_server: Any) -> None:
         a.set("k", 2)  # L2 write queued, publish kept
         assert a.stats().backplane_sent == sent
         redis_server.restart()
-        b = node(url)
+        b = node(url, l2_client)
         heard = count_events(b, "backplane_messages")
         with b:
             a.set("other", 3)  # a publish that works sends the kept one too
@@ -198,13 +205,13 @@ def test_a_failed_publish_is_sent_again(redis_server: Any) -> None:
 
 @pytest.mark.parametrize("operation", ["remove", "expire"])
 def test_a_read_during_a_remove_never_puts_the_old_value_back(
-    redis_url: str, operation: str
+    redis_url: str, l2_client: Any, operation: str
 ) -> None:
     # The L2 call of remove (a DELETE) or expire (a compare-and-set) is held while a read of
     # the same key in the same process finds L1 empty and reads the old value from L2.
     held = "delete" if operation == "remove" else "compare_and_set"
     gate = Gate(held)
-    with node(redis_url, distributed_layers=[gate]) as cache:
+    with node(redis_url, l2_client, distributed_layers=[gate]) as cache:
         cache.set("k", "old")
         changing = Reading(lambda: getattr(cache, operation)("k"))
 
@@ -257,13 +264,11 @@ class CountingBackplane(df.RedisBackplane):
         super().publish_many(channel, payloads)
 
 
-def test_a_batch_is_published_in_one_round_trip(redis_url: str) -> None:
+def test_a_batch_is_published_in_one_round_trip(redis_url: str, l2_client: Any) -> None:
     counting = CountingBackplane.from_url(redis_url)
     counting.calls = Counter()
-    a = df.DataFerry(
-        namespace="coh", distributed=df.RedisCache.from_url(redis_url), backplane=counting
-    )
-    b = node(redis_url)
+    a = df.DataFerry(namespace="coh", distributed=l2_client(redis_url), backplane=counting)
+    b = node(redis_url, l2_client)
     heard = count_events(b, "backplane_messages")
     with a, b:
         b.get_many(["x", "y", "z"])

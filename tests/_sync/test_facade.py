@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
 
 import dataferry as df
+from tests.chaos import sync_until
 
 
 class Counter:
@@ -221,12 +223,12 @@ def test_bad_ttl_raises_configuration_error(backend: Any, ttl: Any) -> None:
         assert cache.try_get("k") == (False, None)
 
 
-def test_unserializable_value_raises_and_writes_nothing(l2_backend: Any) -> None:
-    with node(l2_backend) as cache:
+def test_unserializable_value_raises_and_writes_nothing(redis_l2: Any) -> None:
+    with node(redis_l2) as cache:
         with pytest.raises(df.SerializationError):
             cache.set("k", object())
         assert cache.stats().memory_entries == 0
-        assert l2_backend.get("test:k:k") is None
+        assert redis_l2.get("test:k:k") is None
         with pytest.raises(df.SerializationError):
             cache.get_or_set("k2", Counter({1, 2}))
         assert cache.stats().memory_entries == 0
@@ -235,36 +237,36 @@ def test_unserializable_value_raises_and_writes_nothing(l2_backend: Any) -> None
         assert cache.try_get("a") == (False, None)
 
 
-def test_payload_limit(l2_backend: Any) -> None:
-    with node(l2_backend, max_payload_bytes=1000) as cache:
+def test_payload_limit(redis_l2: Any) -> None:
+    with node(redis_l2, max_payload_bytes=1000) as cache:
         big = "x" * 2000
         with pytest.raises(df.PayloadTooLargeError):
             cache.set("big", big)
         assert cache.try_get("big") == (False, None)
         # get_or_set still answers, keeps the value in L1 only, and counts the event.
         assert cache.get_or_set("big", Counter(big)) == big
-        assert l2_backend.get("test:k:big") is None
+        assert redis_l2.get("test:k:big") is None
         assert cache.stats().payload_too_large == 1
 
 
-def test_corrupted_l2_entry_is_a_miss(l2_backend: Any) -> None:
-    with node(l2_backend, memory=None) as cache:
+def test_corrupted_l2_entry_is_a_miss(redis_l2: Any) -> None:
+    with node(redis_l2, memory=None) as cache:
         garbage_values = [b"", b"DF", b"\x00" * 40, b"DF\x01garbage", b"not an envelope"]
         for i, garbage in enumerate(garbage_values):
-            l2_backend.set(f"test:k:bad{i}", garbage, 60)
+            redis_l2.set(f"test:k:bad{i}", garbage, 60)
             assert cache.try_get(f"bad{i}") == (False, None)
             assert cache.get_or_set(f"bad{i}", Counter("fresh")) == "fresh"
         assert cache.stats().decode_errors == 10  # each read of a bad entry counts: 2 per key
 
 
-def test_an_entry_moved_to_another_key_or_tenant_is_a_miss(l2_backend: Any) -> None:
+def test_an_entry_moved_to_another_key_or_tenant_is_a_miss(redis_l2: Any) -> None:
     # Unencrypted entries carry a checksum over their storage key (not a security boundary:
     # encryption or signing is): a copy under another key or tenant is a miss.
-    with node(l2_backend, memory=None) as cache:
+    with node(redis_l2, memory=None) as cache:
         cache.set("a", "value-a")
-        raw = l2_backend.get("test:k:a")
-        l2_backend.set("test:k:b", raw, 60)
-        l2_backend.set("test:t:acme:a", raw, 60)
+        raw = redis_l2.get("test:k:a")
+        redis_l2.set("test:k:b", raw, 60)
+        redis_l2.set("test:t:acme:a", raw, 60)
         assert cache.try_get("b") == (False, None)
         assert cache.tenant("acme").try_get("a") == (False, None)
         assert cache.get("a") == "value-a"
@@ -289,8 +291,8 @@ def test_tenants_are_isolated(backend: Any) -> None:
             cache.tenant("")
 
 
-def test_l2_failure_is_answered_from_factory(redis_server: Any) -> None:
-    cache = node(df.RedisCache.from_url(redis_server.url))
+def test_l2_failure_is_answered_from_factory(redis_server: Any, l2_client: Any) -> None:
+    cache = node(l2_client(redis_server.url))
     with cache:
         cache.set("k", "stored")
         redis_server.kill()
@@ -342,33 +344,33 @@ def test_zero_ttl_batch_writes_remove_old_values(backend: Any) -> None:
         assert cache.get_many(["a", "b"]) == {}
 
 
-def test_get_or_set_many_skips_storing_oversized_values(l2_backend: Any) -> None:
-    with node(l2_backend, max_payload_bytes=200) as cache:
+def test_get_or_set_many_skips_storing_oversized_values(redis_l2: Any) -> None:
+    with node(redis_l2, max_payload_bytes=200) as cache:
 
         def load_many(keys: list[str]) -> dict[str, str]:
             return {"small": "s", "big": "b" * 500}
 
         got = cache.get_or_set_many(["small", "big"], load_many)
         assert got == {"small": "s", "big": "b" * 500}
-        assert l2_backend.get("test:k:small") is not None
-        assert l2_backend.get("test:k:big") is None
+        assert redis_l2.get("test:k:small") is not None
+        assert redis_l2.get("test:k:big") is None
         assert cache.stats().payload_too_large == 1
 
 
-def test_expire_of_a_corrupted_or_already_stale_entry(l2_backend: Any) -> None:
-    with node(l2_backend) as cache:
-        l2_backend.set("test:k:bad", b"garbage", 60)
+def test_expire_of_a_corrupted_or_already_stale_entry(redis_l2: Any) -> None:
+    with node(redis_l2) as cache:
+        redis_l2.set("test:k:bad", b"garbage", 60)
         cache.expire("bad")
-        assert l2_backend.get("test:k:bad") is None  # undecodable: dropped
+        assert redis_l2.get("test:k:bad") is None  # undecodable: dropped
         cache.set("k", "v")
         cache.expire("k")
-        stale = l2_backend.get("test:k:k")
+        stale = redis_l2.get("test:k:k")
         cache.expire("k")  # already stale: left as it is
-        assert l2_backend.get("test:k:k") == stale
+        assert redis_l2.get("test:k:k") == stale
 
 
-def test_every_operation_survives_a_dead_l2(redis_server: Any) -> None:
-    cache = node(df.RedisCache.from_url(redis_server.url))
+def test_every_operation_survives_a_dead_l2(redis_server: Any, l2_client: Any) -> None:
+    cache = node(l2_client(redis_server.url))
     with cache:
         cache.set_many({"a": 1, "b": 2})
         redis_server.kill()
@@ -384,6 +386,50 @@ def test_every_operation_survives_a_dead_l2(redis_server: Any) -> None:
             assert cache.stats().distributed_errors == 6
         finally:
             redis_server.restart()
+
+
+def test_a_frozen_l2_costs_one_timeout_then_the_breaker_skips_it(
+    redis_server: Any, l2_client: Any
+) -> None:
+    # SIGSTOP: the connections stay open and nothing answers (a hung server, not a dead one).
+    # Both clients give up after 0.25 s (their from_url default, the Resilience timeout).
+    policy = df.Resilience(failure_threshold=2, cooldown=0.3, recovery_interval=0.05)
+    cache = node(l2_client(redis_server.url), resilience=policy)
+    with cache:
+        cache.set("k", "stale soon")
+        redis_server.freeze()
+        try:
+            for call in (
+                lambda: cache.remove("k"),  # times out: queued for a replay
+                lambda: cache.get_or_set("new", Counter("computed")),  # the factory answers
+            ):
+                started = time.monotonic()
+                call()
+                assert time.monotonic() - started < 0.25 + 0.5  # one timeout, not a hang
+            assert cache.stats().circuit_breaks == 1
+            started = time.monotonic()
+            for i in range(10):  # skipped by the open breaker: no timeout each
+                assert cache.get_or_set(f"during:{i}", Counter(i)) == i
+            assert time.monotonic() - started < 1.0
+            assert cache.get("k") is None  # the cache reads its own queued remove
+        finally:
+            redis_server.resume()
+
+        # The client answers again once the server does: the queued writes are replayed.
+        def replayed() -> bool:
+            return cache.stats().recovery_pending == 0
+
+        sync_until(replayed)
+        # The late replies to the requests that timed out were not taken for later ones.
+        l2_only = df.EntryOptions(skip_memory=True)
+        assert cache.get_many(["k", "new"], options=l2_only) == {"new": "computed"}
+    with node(l2_client(redis_server.url)) as fresh:
+        assert fresh.try_get("k") == (False, None)
+        assert fresh.get_many(["new", "during:0", "during:9"]) == {
+            "new": "computed",
+            "during:0": 0,
+            "during:9": 9,
+        }
 
 
 def test_tenant_batches_are_isolated(backend: Any) -> None:

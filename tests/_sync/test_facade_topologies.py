@@ -2,11 +2,15 @@
 """The facade on a 3-master Redis Cluster and on Sentinel, through the public API only.
 
 Each "node" is a cache with its own L1 and its own RedisCache (its own connections), as two
-processes would have, in front of the same servers. What reached L2 is checked on the server
-that owns the key (the master of its slot), so a batch is seen to touch every master, with
-one round trip per master. Nodes with a backplane keep their L1s coherent on both topologies.
-Fault tests kill a Cluster master and fail a Sentinel setup over while the caches are in use,
-the last one under a continuous load of two nodes with a backplane.
+processes would have, in front of the same servers. The Cluster tests run again with GlideCache
+("glide-cluster": GLIDE's cluster client; GLIDE has no Sentinel support), the backplane still
+a RedisBackplane. What reached L2 is checked on the server that owns the key (the master of
+its slot), so a batch is seen to touch every master, with one round trip per master (GLIDE,
+which multiplexes callers on one connection per master, also writes a batch's part for a
+master in one piece: the same server-side count holds for it). Nodes with a backplane keep
+their L1s coherent on both topologies. Fault tests kill a Cluster master and fail a Sentinel
+setup over while the caches are in use, the last one under a continuous load of two nodes
+with a backplane.
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ class Topology:
 
     name: str
     masters: list[RedisServer]
-    backend: Callable[..., df.RedisCache]  # a new RedisCache (own connections) per node
+    backend: Callable[..., Any]  # a new RedisCache or GlideCache (own connections) per node
     owner: Callable[[str], RedisServer]  # the master that holds a storage key
     backplane: Callable[..., df.RedisBackplane]  # a new RedisBackplane per node
 
@@ -117,7 +121,7 @@ class Topology:
         self.owner(storage_key).execute("SET", storage_key, data, "EX", 60)
 
 
-def cluster_topology(cluster: RedisCluster) -> Topology:
+def cluster_topology(cluster: RedisCluster, glide: bool = False) -> Topology:
     # Slot ranges as the cluster reports them (not as the harness assigned them).
     ranges = [
         (int(first), int(last), int(node[1]))
@@ -129,7 +133,15 @@ def cluster_topology(cluster: RedisCluster) -> Topology:
         slot = key_slot(storage_key.encode())
         return next(by_port[port] for first, last, port in ranges if first <= slot <= last)
 
-    def backend(**kwargs: Any) -> df.RedisCache:
+    def backend(**kwargs: Any) -> Any:
+        if glide:
+            # redis-py's socket timeouts are GLIDE's request and connection timeouts.
+            timeouts = {
+                "socket_timeout": "request_timeout",
+                "socket_connect_timeout": "connect_timeout",
+            }
+            options = {timeouts.get(name, name): value for name, value in kwargs.items()}
+            return df.GlideCache.from_url(cluster.url, cluster=True, **options)
         return df.RedisCache.from_url(cluster.url, cluster=True, **kwargs)
 
     def backplane(**kwargs: Any) -> df.RedisBackplane:
@@ -149,11 +161,20 @@ def sentinel_topology(setup: RedisSentinel) -> Topology:
     return Topology("sentinel", [setup.master], backend, lambda _key: setup.master, backplane)
 
 
-@pytest.fixture(params=["cluster", "sentinel"])
+@pytest.fixture(params=["cluster", "sentinel", "glide-cluster"])
 def topology(request: pytest.FixtureRequest) -> Topology:
-    if request.param == "cluster":
-        return cluster_topology(request.getfixturevalue("redis_cluster"))
-    return sentinel_topology(request.getfixturevalue("redis_sentinel"))
+    if request.param == "sentinel":
+        return sentinel_topology(request.getfixturevalue("redis_sentinel"))
+    cluster = request.getfixturevalue("redis_cluster")
+    return cluster_topology(cluster, glide=request.param == "glide-cluster")
+
+
+@pytest.fixture(params=["cluster", "glide-cluster"])
+def cluster(request: pytest.FixtureRequest) -> Topology:
+    """The Cluster alone, with RedisCache or GlideCache, for the tests of what is its own."""
+    return cluster_topology(
+        request.getfixturevalue("redis_cluster"), glide=request.param == "glide-cluster"
+    )
 
 
 def node(
@@ -414,9 +435,9 @@ def test_tenants_with_an_encrypted_codec(topology: Topology) -> None:
 
 
 def test_cluster_batches_split_per_slot_one_round_trip_per_master(
-    redis_cluster: RedisCluster,
+    redis_cluster: RedisCluster, cluster: Topology
 ) -> None:
-    topology = cluster_topology(redis_cluster)
+    topology = cluster
     tags = tags_by_master(topology, 2)  # 2 slots on each of the 3 masters, 3 keys per slot
     keys_of = {
         port: [f"{{{t}}}:{i}" for t in port_tags for i in range(3)]
@@ -499,11 +520,11 @@ def test_cluster_batches_split_per_slot_one_round_trip_per_master(
         assert topology.raw(skey(k, "acme")) is None
 
 
-def test_cluster_many_first_calls_on_a_new_client(redis_cluster: RedisCluster) -> None:
+def test_cluster_many_first_calls_on_a_new_client(cluster: Topology) -> None:
     # redis-py's asyncio RedisCluster (8.1) routed the commands that arrived before it had
     # learned the slot table to its default node: 20 at once drew enough MOVED replies to make
     # it drop every connection, and the other callers failed. RedisCache loads the table first.
-    topology = cluster_topology(redis_cluster)
+    topology = cluster
     keys = spread_keys(topology, 24)
     strict: dict[str, Any] = {"memory": None, "resilience": None, "raise_distributed_errors": True}
     with node(topology, **strict) as cache:
@@ -688,16 +709,21 @@ def test_a_read_while_a_set_is_in_flight_leaves_l1_coherent(
 # -- faults -----------------------------------------------------------------------------------
 
 
-def test_cluster_master_killed_then_restarted(redis_cluster: RedisCluster) -> None:
-    topology = cluster_topology(redis_cluster)
+def test_cluster_master_killed_then_restarted(
+    redis_cluster: RedisCluster, cluster: Topology
+) -> None:
+    topology = cluster
     victim = redis_cluster.masters[1]
     on_victim = [k for k in spread_keys(topology, 12) if topology.owner(skey(k)) is victim]
     cached, missing, written = on_victim[:3]
     fast = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT}
+    # The breaker may open while the cluster converges after the restart (CLUSTERDOWN): a
+    # short cooldown lets L2 back in soon (the default 5 s is waiting, not testing).
+    brief = df.Resilience(cooldown=0.5)
 
     with (
-        node(topology, fast) as cache,
-        node(topology, fast, memory=None) as reader,
+        node(topology, fast, resilience=brief) as cache,
+        node(topology, fast, memory=None, resilience=brief) as reader,
     ):
         cache.set(cached, "before")
         assert victim.execute("EXISTS", skey(cached)) == 1

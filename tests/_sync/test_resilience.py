@@ -2,9 +2,11 @@
 """Resilience of the L2 pipeline through the public API: circuit breaker, retries, surfaced
 errors, background writes and auto-recovery, with faults injected by a layer around a real L2.
 
-The sync twin (tests/_sync/test_resilience.py) is generated from this file. Faults on real
-servers (frozen, killed, a closed port, a server that never answers) are in
-tests/test_outage_real.py.
+The sync twin (tests/_sync/test_resilience.py) is generated from this file. The tests whose
+L2 does real work (retries, replays, background writes) run on RedisCache and GlideCache
+(``redis_l2``); those where the injected fault keeps every call from reaching the L2 run on
+RedisCache only. Faults on real servers (frozen, killed, a closed port, a server that never
+answers) are in tests/test_outage_real.py and, on both clients, tests/_sync/test_facade.py.
 """
 
 from __future__ import annotations
@@ -178,9 +180,9 @@ def test_a_probe_after_the_cooldown_closes_the_breaker(l2_backend: Any) -> None:
         assert seen == ["open", "half_open", "open", "half_open", "closed"]
 
 
-def test_reads_are_retried_writes_are_not(l2_backend: Any) -> None:
+def test_reads_are_retried_writes_are_not(redis_l2: Any) -> None:
     flaky = FailOnce()
-    cache = node(l2_backend, memory=None, distributed_layers=[flaky], resilience=NO_BREAKER)
+    cache = node(redis_l2, memory=None, distributed_layers=[flaky], resilience=NO_BREAKER)
     with cache:
         assert cache.get("missing") is None
         assert flaky.calls["get"] == 2  # failed, then retried
@@ -196,14 +198,14 @@ def test_reads_are_retried_writes_are_not(l2_backend: Any) -> None:
 
         sync_until(replayed)
         assert flaky.calls["set"] == 2
-    with node(l2_backend, memory=None) as fresh:
+    with node(redis_l2, memory=None) as fresh:
         assert fresh.get("k") == "v"
 
 
-def test_raise_errors_surfaces_the_failure_after_queueing_it(l2_backend: Any) -> None:
+def test_raise_errors_surfaces_the_failure_after_queueing_it(redis_l2: Any) -> None:
     faults = Faults(ConnectionError("redis down"))
     policy = df.Resilience(failure_threshold=0, recovery_interval=60)
-    with node(l2_backend, distributed_layers=[faults], resilience=policy) as cache:
+    with node(redis_l2, distributed_layers=[faults], resilience=policy) as cache:
         with pytest.raises(df.DistributedCacheError) as raised:
             cache.set("k", "v", options=LOUD)
         assert not isinstance(raised.value, df.CircuitOpenError)
@@ -213,7 +215,7 @@ def test_raise_errors_surfaces_the_failure_after_queueing_it(l2_backend: Any) ->
         cache.set("quiet", "v")  # the default: no exception
         faults.failing = False
     # Closing wrote the queue out.
-    with node(l2_backend) as fresh:
+    with node(redis_l2) as fresh:
         assert fresh.get("k") == "v"
         assert fresh.get("quiet") == "v"
 
@@ -233,10 +235,10 @@ def test_without_resilience_nothing_is_skipped_or_queued(l2_backend: Any) -> Non
 # -- background writes ----------------------------------------------------------------------------
 
 
-def test_background_writes_return_at_once_and_land_in_order(l2_backend: Any) -> None:
+def test_background_writes_return_at_once_and_land_in_order(redis_l2: Any) -> None:
     gate = Gate("set")
     policy = df.Resilience(timeout=5, recovery_interval=0.02)
-    cache = node(l2_backend, memory=None, distributed_layers=[gate], resilience=policy)
+    cache = node(redis_l2, memory=None, distributed_layers=[gate], resilience=policy)
     with cache:
         cache.set("k", 1, options=BACKGROUND)  # held at the gate, yet returned
 
@@ -256,16 +258,16 @@ def test_background_writes_return_at_once_and_land_in_order(l2_backend: Any) -> 
         sync_until(landed)
         assert gate.calls["set"] == 2  # 1, then 3: 2 was replaced before it was sent
         assert cache.stats().recovery_replays == 0  # nothing failed: no replay
-    with node(l2_backend, memory=None) as fresh:
+    with node(redis_l2, memory=None) as fresh:
         assert fresh.get("k") == 3
 
 
 def test_a_direct_write_is_never_overtaken_by_an_older_background_one(
-    l2_backend: Any,
+    redis_l2: Any,
 ) -> None:
     gate = Gate("set")
     policy = df.Resilience(timeout=5, recovery_interval=0.02)
-    cache = node(l2_backend, memory=None, distributed_layers=[gate], resilience=policy)
+    cache = node(redis_l2, memory=None, distributed_layers=[gate], resilience=policy)
     with cache:
         cache.set("k", "old", options=BACKGROUND)
 
@@ -279,7 +281,7 @@ def test_a_direct_write_is_never_overtaken_by_an_older_background_one(
         cache.remove("k")  # waits for the older write of k, then deletes
         assert gate.calls["set"] == 1
         assert cache.stats().recovery_pending == 0
-    with node(l2_backend, memory=None) as fresh:
+    with node(redis_l2, memory=None) as fresh:
         assert fresh.get("k") is None
         assert fresh.get("j") is None
 
@@ -288,11 +290,11 @@ def test_a_direct_write_is_never_overtaken_by_an_older_background_one(
 
 
 def test_writes_and_removes_that_failed_are_replayed_latest_first(
-    l2_backend: Any,
+    redis_l2: Any,
 ) -> None:
     faults = Faults(ConnectionError("redis down"))
     faults.failing = False
-    with node(l2_backend, distributed_layers=[faults], resilience=NO_BREAKER) as cache:
+    with node(redis_l2, distributed_layers=[faults], resilience=NO_BREAKER) as cache:
         cache.set("gone", "old")
         faults.failing = True
         cache.set("k", 1)
@@ -308,28 +310,28 @@ def test_writes_and_removes_that_failed_are_replayed_latest_first(
 
         sync_until(replayed)
         assert cache.stats().recovery_replays == 4
-    with node(l2_backend) as fresh:
+    with node(redis_l2) as fresh:
         assert fresh.get_many(["k", "j", "i", "gone"]) == {"k": 2, "j": 3}
 
 
-def test_a_successful_direct_write_replaces_the_queued_one(l2_backend: Any) -> None:
+def test_a_successful_direct_write_replaces_the_queued_one(redis_l2: Any) -> None:
     faults = Faults(ConnectionError("redis down"))
     policy = df.Resilience(failure_threshold=0, recovery_interval=60)  # no replay by time
-    with node(l2_backend, distributed_layers=[faults], resilience=policy) as cache:
+    with node(redis_l2, distributed_layers=[faults], resilience=policy) as cache:
         cache.set("k", "queued")
         assert cache.stats().recovery_pending == 1
         faults.failing = False
         cache.set("k", "newer")  # succeeds: the queued write must never land after it
         assert cache.stats().recovery_pending == 0
-    with node(l2_backend) as fresh:
+    with node(redis_l2) as fresh:
         assert fresh.get("k") == "newer"
 
 
-def test_the_bound_turns_the_oldest_writes_into_deletes(l2_backend: Any) -> None:
+def test_the_bound_turns_the_oldest_writes_into_deletes(redis_l2: Any) -> None:
     faults = Faults(ConnectionError("redis down"))
     faults.failing = False
     policy = df.Resilience(failure_threshold=0, recovery_queue=2, recovery_interval=0.02)
-    with node(l2_backend, distributed_layers=[faults], resilience=policy) as cache:
+    with node(redis_l2, distributed_layers=[faults], resilience=policy) as cache:
         cache.set_many({"a": "old", "b": "old", "c": "old"})
         faults.failing = True
         for key in ("a", "b", "c"):
@@ -343,22 +345,22 @@ def test_the_bound_turns_the_oldest_writes_into_deletes(l2_backend: Any) -> None
             return cache.stats().recovery_pending == 0
 
         sync_until(replayed)
-    with node(l2_backend) as fresh:
+    with node(redis_l2) as fresh:
         # Never the old value of a: a miss, which the factory fills.
         assert fresh.get_many(["a", "b", "c"]) == {"b": "new", "c": "new"}
 
 
-def test_close_writes_the_queue_out(l2_backend: Any) -> None:
+def test_close_writes_the_queue_out(redis_l2: Any) -> None:
     faults = Faults(ConnectionError("redis down"))
     policy = df.Resilience(failure_threshold=1, cooldown=60, recovery_interval=60)
-    cache = node(l2_backend, distributed_layers=[faults], resilience=policy)
+    cache = node(redis_l2, distributed_layers=[faults], resilience=policy)
     with cache:
         cache.set("k", "v")
         cache.remove("other")
         faults.failing = False  # the breaker is open for a minute: only close probes now
     assert cache.stats().recovery_pending == 0
     assert cache.stats().recovery_drops == 0
-    with node(l2_backend) as fresh:
+    with node(redis_l2) as fresh:
         assert fresh.get("k") == "v"
 
 
