@@ -763,3 +763,27 @@ async def test_both_facades_on_one_glide_cache(redis_url: str) -> None:
     finally:
         await cache.aclose()
         cache.close()
+
+
+def test_glide_prints_nothing_of_its_own_on_a_failed_connection() -> None:
+    # GLIDE's core logs a WARN line on stderr per failed connection or timeout unless its
+    # logger is configured; GlideCache turns it off (DataFerry reports those failures itself).
+    from tests.redis_servers import free_port
+
+    code = (
+        "import asyncio, dataferry as df\n"
+        "async def main():\n"
+        f"    cache = df.GlideCache.from_url('redis://127.0.0.1:{free_port()}/0')\n"
+        "    try:\n"
+        "        await cache.aget('k')\n"
+        "    except df.DistributedCacheError:\n"
+        "        print('translated')\n"
+        "    await cache.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "translated\n"
+    assert proc.stderr == ""

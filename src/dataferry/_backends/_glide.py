@@ -54,7 +54,7 @@ _RESERVED = ("addresses", "use_tls", "database_id", "request_timeout", "lazy_con
 def _import(name: str) -> Any:
     """Import a GLIDE package, or raise ConfigurationError saying how to install it."""
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module(name)
     except ImportError as exc:
         package = {
             "glide": "valkey-glide",
@@ -62,6 +62,15 @@ def _import(name: str) -> Any:
             "glide_shared": "valkey-glide and valkey-glide-sync",
         }[name]
         raise ConfigurationError(f"{_MISSING} ({package}: not installed)") from exc
+    logger_class = getattr(module, "Logger", None)
+    level = getattr(module, "LogLevel", None)
+    if logger_class is not None and level is not None:
+        # GLIDE's core otherwise prints a line on stderr for every timeout and failed
+        # connection, which DataFerry already counts, logs (once per state change) and
+        # turns into a miss. init() configures only a logger not configured yet: an
+        # application's own GLIDE logging, set up before, is kept (after: set_logger_config).
+        logger_class.init(level.OFF)
+    return module
 
 
 class Scripts:
@@ -374,7 +383,11 @@ class GlideCache(AsyncGlideOps, GlideOps, PerLoopClients[_LoopClient]):
     :class:`~dataferry.DistributedCacheError` with GLIDE's exception chained, as RedisCache
     does. GLIDE reconnects on its own in the background; while a server is down, each call
     waits for its ``request_timeout`` before failing (redis-py fails at once on a refused
-    connection), so keep DataFerry's circuit breaker on.
+    connection), so keep DataFerry's circuit breaker on. GLIDE's own log (a line on stderr
+    per timeout or failed connection) is turned off when GlideCache first imports GLIDE,
+    unless the application configured it already (``glide.Logger.init``; after that,
+    ``Logger.set_logger_config`` still applies): DataFerry counts, logs and telemetries those
+    failures itself.
 
     Args:
         client: A GLIDE client, asyncio (``glide``) or sync (``glide_sync``), standalone or
