@@ -27,6 +27,17 @@ def run(*cmd: str | Path) -> None:
         raise SystemExit(code)
 
 
+def make_venv(path: Path) -> None:
+    """Create a virtualenv with pip at ``path``."""
+    try:
+        venv.EnvBuilder(with_pip=True).create(path)
+    except (OSError, subprocess.CalledProcessError):
+        # Debian's python3 without the python3-venv package has no ensurepip: use
+        # virtualenv from PyPI instead (pip is all a fresh machine is assumed to have).
+        run(sys.executable, "-m", "pip", "install", "--quiet", "--user", "virtualenv")
+        run(sys.executable, "-m", "virtualenv", "--quiet", path)
+
+
 def ensure_venv() -> None:
     stamp = VENV / ".dataferry-installed"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
@@ -34,13 +45,7 @@ def ensure_venv() -> None:
         return
     if not PY.exists():
         print(f"creating {VENV}", flush=True)
-        try:
-            venv.EnvBuilder(with_pip=True).create(VENV)
-        except (OSError, subprocess.CalledProcessError):
-            # Debian's python3 without the python3-venv package has no ensurepip: use
-            # virtualenv from PyPI instead (pip is all a fresh machine is assumed to have).
-            run(sys.executable, "-m", "pip", "install", "--quiet", "--user", "virtualenv")
-            run(sys.executable, "-m", "virtualenv", "--quiet", VENV)
+        make_venv(VENV)
     run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     # The package with every extra, and the tools of the dev dependency group (pyproject.toml).
     run(PY, "-m", "pip", "install", "--quiet", "-e", ".[all]", "--group", "dev")
@@ -71,7 +76,7 @@ def bare_install() -> None:
         dist, env = Path(tmp) / "dist", Path(tmp) / "venv"
         run(PY, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, ".")
         (wheel,) = dist.glob("dataferry-*.whl")
-        venv.EnvBuilder(with_pip=True).create(env)
+        make_venv(env)
         bare = env / BIN.name
         run(bare / "python", "-m", "pip", "install", "--quiet", wheel)
         run(bare / "python", "-c", "import dataferry; print('bare:', dataferry.__version__)")
