@@ -3,8 +3,9 @@ restarted one, a closed port, and a server that accepts connections but never an
 
 Each test runs on both Redis clients DataFerry offers, RedisCache (redis-py) and GlideCache
 (GLIDE); where they differ (GLIDE waits its request timeout on a refused connection), the
-fixture says so. Both colours are tested here by hand (asyncio tasks and threads under load don't share a shape
-that unasync could generate). Timed bounds are generous: the machine is shared.
+fixture says so. Both colours are tested here by hand (asyncio tasks and threads under load
+don't share a shape that unasync could generate). Timed bounds are generous: the machine is
+shared.
 """
 
 from __future__ import annotations
