@@ -108,7 +108,7 @@ class DataFerry:
             application's metric reader collects.
         coalesce_reads: Send the single-key L2 reads of concurrent callers as one batch read
             (``MGET``): the reads started in one iteration of the event loop (for
-            ``DataFerry``: by threads within 1 ms, while another batch is out). Under
+            ``DataFerry``: by threads while another batch is out, until it is back). Under
             concurrency it multiplies L2 throughput (one round trip and one client call
             instead of many); a lone caller pays one more event-loop iteration per L2 read.
             Off by default (see ``benchmarks/bench_coalesce.py``).

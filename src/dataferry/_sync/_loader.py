@@ -33,18 +33,18 @@ T = TypeVar("T")
 class Loader(Generic[T]):
     """Batches concurrent loads of keys into one L2 read and one ``load_many`` call (DataLoader).
 
-    Made by the cache's :meth:`~DataFerry.loader`. Loads that run concurrently join one
-    batch: with the async cache, those that tasks start in the same iteration of the event
-    loop (every coroutine of one ``asyncio.gather``, every resolver of one GraphQL field), or
-    within ``window`` seconds when one is given; with the sync cache, those that threads start
-    within ``window`` seconds: the first thread waits that long for others, then loads the
-    batch for all of them (by default 1 ms, and only while another batch of the loader is
-    loading, so a thread on its own never waits). One thread's calls run one after another:
-    there, only :meth:`load_many` batches. A batch looks its keys up in L1, reads the L1 misses
-    from L2 in one round trip and calls ``load_many`` once with the keys L2 lacks; a key asked
-    for twice is loaded once. Each key stays single-flight with every other call of the cache
-    (a key another call is computing is waited for, not loaded again), and fail-safe when the
-    options ask for it. L1 hits are answered at once, without joining a batch.
+    Made by the cache's :meth:`~DataFerry.loader`. Loads that run concurrently join one batch:
+    with the async cache, those that tasks start in the same iteration of the event loop (every
+    coroutine of one ``asyncio.gather``, every resolver of one GraphQL field), or within ``window``
+    seconds when one is given; with the sync cache, those that threads start within ``window``
+    seconds: the first thread waits that long for others, then loads the batch for all of them (by
+    default: only while another batch of the loader is loading, until one comes back, at most 1 ms;
+    so a thread on its own never waits). One thread's calls run one after another: there, only
+    :meth:`load_many` batches. A batch looks its keys up in L1, reads the L1 misses from L2 in one
+    round trip and calls ``load_many`` once with the keys L2 lacks; a key asked for twice is loaded
+    once. Each key stays single-flight with every other call of the cache (a key another call is
+    computing is waited for, not loaded again), and fail-safe when the options ask for it. L1 hits
+    are answered at once, without joining a batch.
 
     A loader keeps no values of its own (the cache does): make one per request or one for the
     application, as suits. A tenant view makes loaders of its tenant.
