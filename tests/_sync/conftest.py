@@ -101,10 +101,10 @@ def topology_l2_factory(request: pytest.FixtureRequest) -> Any:
     return lambda: df.RedisCache.from_sentinel(setup.sentinels, setup.service_name)
 
 
-@pytest.fixture
+@pytest.fixture(params=["redis", "glide"])
 def l2_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """A real L2 for tests that need one: a Redis server of the test harness."""
-    return make_backend("redis", request, tmp_path)
+    """A real L2 for tests that need one: RedisCache or GlideCache on a harness server."""
+    return make_backend(str(request.param), request, tmp_path)
 
 
 @pytest.fixture
