@@ -28,7 +28,7 @@ import lzma
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,40 +150,49 @@ def _text_lines(path: Path, f: io.BufferedIOBase) -> Iterator[tuple[int, str]]:
             yield number, stripped
 
 
-def _read_plain(path: Path, f: io.BufferedIOBase, limit: int | None) -> list[str]:
+def _read_text(
+    path: Path,
+    f: io.BufferedIOBase,
+    limit: int | None,
+    key_of: Callable[[Path, int, str], str | None],
+) -> list[str]:
+    """The keys of a text trace: ``key_of(path, number, line)`` of each line (None: skipped)."""
     shared: dict[str, str] = {}
-    intern = shared.setdefault
-    keys: list[str] = []
-    append = keys.append
-    if limit == 0:
-        return keys
-    for _, line in _text_lines(path, f):
-        append(intern(line, line))
-        if limit is not None and len(keys) >= limit:
-            break
-    return keys
-
-
-def _read_lirs(path: Path, f: io.BufferedIOBase, limit: int | None) -> list[str]:
-    shared: dict[str, str] = {}
-    intern = shared.setdefault
+    intern = shared.setdefault  # repeated keys share one str
     keys: list[str] = []
     append = keys.append
     if limit == 0:
         return keys
     for number, line in _text_lines(path, f):
-        if line.isascii() and line.isdigit():
-            if line[0] == "0" and len(line) > 1:
-                line = str(int(line))  # "007" and "7" are the same block
-            append(intern(line, line))
+        key = key_of(path, number, line)
+        if key is not None:
+            append(intern(key, key))
             if limit is not None and len(keys) >= limit:
                 break
-        elif line != "*":  # "*" lines are markers between phases, not requests
-            shown = line if len(line) <= 40 else line[:40] + "..."
-            raise ConfigurationError(
-                f"{path}: line {number} is not an integer key or '*' (LIRS format): {shown!r}"
-            )
     return keys
+
+
+def _plain_key(path: Path, number: int, line: str) -> str:
+    return line
+
+
+def _lirs_key(path: Path, number: int, line: str) -> str | None:
+    if line.isascii() and line.isdigit():
+        return str(int(line)) if line[0] == "0" and len(line) > 1 else line  # "007" is "7"
+    if line == "*":  # markers between phases, not requests
+        return None
+    shown = line if len(line) <= 40 else line[:40] + "..."
+    raise ConfigurationError(
+        f"{path}: line {number} is not an integer key or '*' (LIRS format): {shown!r}"
+    )
+
+
+def _read_plain(path: Path, f: io.BufferedIOBase, limit: int | None) -> list[str]:
+    return _read_text(path, f, limit, _plain_key)
+
+
+def _read_lirs(path: Path, f: io.BufferedIOBase, limit: int | None) -> list[str]:
+    return _read_text(path, f, limit, _lirs_key)
 
 
 def _read_cache2k(path: Path, f: io.BufferedIOBase, limit: int | None) -> list[str]:

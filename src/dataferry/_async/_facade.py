@@ -1514,8 +1514,9 @@ class AsyncDataFerry:
         ``ttl``, ``tags``, ``options`` and ``type`` apply to every key loaded. A batch holds
         at most ``max_batch_size`` keys (``None``: no limit); the next keys form the next one.
         ``window``: how long a batch waits for more keys, unless it fills first (async: by
-        default one iteration of the event loop; sync: by default 1 ms while another batch of
-        the loader is loading, and none for a thread on its own).
+        default one iteration of the event loop; sync: by default, while another batch of the
+        loader is loading, until one comes back (at most 1 ms), and none for a thread on its
+        own).
 
         Raises:
             ConfigurationError: ``load_many`` not callable, a bad option, ttl or tag, a

@@ -154,7 +154,7 @@ class AsyncLoader(Generic[T]):
         """
         cache = self._cache
         cache._runtime.check_open()
-        wanted = list(dict.fromkeys(k for k, _ in cache._core.storage_keys(cache._prefix, keys)))
+        wanted = list(dict.fromkeys(cache._core.check_keys(keys)))
         out: dict[str, T] = {}
         rest = wanted
         if self._l1:
