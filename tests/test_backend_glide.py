@@ -523,7 +523,7 @@ async def test_a_frozen_server_times_out_as_distributed_cache_error(
     await half.set("k", b"v", 60)
     redis_server.freeze()
     try:
-        with pytest.raises(DistributedCacheError, match="GET failed: TimeoutError") as info:
+        with pytest.raises(DistributedCacheError, match="GLIDE GET failed: TimeoutError") as info:
             await half.get("k")
         assert_translated(info.value, GlideTimeoutError)
         with pytest.raises(DistributedCacheError, match="pipeline") as info:

@@ -82,7 +82,7 @@ class AsyncGlideOps:
         try:
             return await client.get(key)
         except Exception as exc:
-            raise failed("GET", exc) from exc
+            raise failed("GET", exc, "GLIDE") from exc
 
     async def aget_many(self, keys: Sequence[str], /) -> list[bytes | None]:
         """Return the bytes of each key in order (``MGET``; GLIDE splits it by slot)."""
@@ -94,7 +94,7 @@ class AsyncGlideOps:
         try:
             return await client.mget(keys if isinstance(keys, list) else list(keys))
         except Exception as exc:
-            raise failed("MGET", exc) from exc
+            raise failed("MGET", exc, "GLIDE") from exc
 
     async def aset(self, key: str, value: bytes, ttl: float, /) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (``SET key value PX ms``)."""
@@ -104,7 +104,7 @@ class AsyncGlideOps:
         try:
             await client.set(key, value, expiry=_expiry(ttl))
         except Exception as exc:
-            raise failed("SET", exc) from exc
+            raise failed("SET", exc, "GLIDE") from exc
 
     async def aset_many(self, items: Sequence[tuple[str, bytes, float]], /) -> None:
         """Store each ``(key, value, ttl)`` with one non-atomic batch (a pipeline)."""
@@ -118,7 +118,7 @@ class AsyncGlideOps:
             # The batch's class matches the client's (ClusterBatch for a cluster client).
             await client.exec(batch, raise_on_error=True)  # type: ignore[arg-type]
         except Exception as exc:
-            raise failed("SET (pipeline)", exc) from exc
+            raise failed("SET (pipeline)", exc, "GLIDE") from exc
 
     async def acompare_and_set(self, key: str, expected: bytes, value: bytes, /) -> bool:
         """Replace ``key``'s bytes by ``value`` if they are exactly ``expected``, keeping its TTL.
@@ -132,7 +132,7 @@ class AsyncGlideOps:
         try:
             done = await client.invoke_script(self._async_scripts.cas, [key], [expected, value])
         except Exception as exc:
-            raise failed("EVALSHA (compare-and-set)", exc) from exc
+            raise failed("EVALSHA (compare-and-set)", exc, "GLIDE") from exc
         return bool(done)
 
     async def attl(self, key: str, /) -> float | None:
@@ -143,7 +143,7 @@ class AsyncGlideOps:
         try:
             ms = int(await client.pttl(key))
         except Exception as exc:
-            raise failed("PTTL", exc) from exc
+            raise failed("PTTL", exc, "GLIDE") from exc
         return ms / 1000 if ms >= 0 else None
 
     async def adelete(self, key: str, /) -> bool:
@@ -154,7 +154,7 @@ class AsyncGlideOps:
         try:
             return bool(await client.delete([key]))
         except Exception as exc:
-            raise failed("DEL", exc) from exc
+            raise failed("DEL", exc, "GLIDE") from exc
 
     async def adelete_many(self, keys: Sequence[str], /) -> int:
         """Delete the keys (one ``DEL``; GLIDE splits it by slot); return how many existed."""
@@ -166,7 +166,7 @@ class AsyncGlideOps:
         try:
             return int(await client.delete(keys if isinstance(keys, list) else list(keys)))
         except Exception as exc:
-            raise failed("DEL", exc) from exc
+            raise failed("DEL", exc, "GLIDE") from exc
 
     async def aacquire_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
         """Take the lock ``name`` for ``ttl`` seconds if it is free (``SET name token NX PX``).
@@ -184,7 +184,7 @@ class AsyncGlideOps:
                 name, token, conditional_set=_set_if_absent(), expiry=_expiry(ttl)
             )
         except Exception as exc:
-            raise failed("SET NX (lock)", exc) from exc
+            raise failed("SET NX (lock)", exc, "GLIDE") from exc
         return done is not None
 
     async def arelease_lock(self, name: str, token: bytes, /) -> bool:
@@ -196,7 +196,7 @@ class AsyncGlideOps:
         try:
             done = await client.invoke_script(self._async_scripts.release, [name], [token])
         except Exception as exc:
-            raise failed("EVALSHA (lock release)", exc) from exc
+            raise failed("EVALSHA (lock release)", exc, "GLIDE") from exc
         return bool(done)
 
     async def aextend_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
@@ -210,5 +210,5 @@ class AsyncGlideOps:
                 self._async_scripts.extend, [name], [token, str(_px(ttl))]
             )
         except Exception as exc:
-            raise failed("EVALSHA (lock extend)", exc) from exc
+            raise failed("EVALSHA (lock extend)", exc, "GLIDE") from exc
         return bool(done)

@@ -56,9 +56,12 @@ return 0
 EXTEND_SHA = hashlib.sha1(EXTEND_SCRIPT.encode()).hexdigest()
 
 
-def failed(command: str, exc: BaseException) -> DistributedCacheError:
-    """The :class:`DistributedCacheError` to raise (``from exc``) when ``command`` failed."""
-    return DistributedCacheError(f"Redis {command} failed: {type(exc).__name__}: {exc}")
+def failed(command: str, exc: BaseException, client: str = "Redis") -> DistributedCacheError:
+    """The :class:`DistributedCacheError` to raise (``from exc``) when ``command`` failed.
+
+    ``client`` names what sent it in the message (``"GLIDE"`` for :class:`~dataferry.GlideCache`).
+    """
+    return DistributedCacheError(f"{client} {command} failed: {type(exc).__name__}: {exc}")
 
 
 def _px(ttl: float) -> int:

@@ -562,7 +562,7 @@ class GlideCache(AsyncGlideOps, GlideOps, PerLoopClients[_LoopClient]):
             # Lazy connection: creating awaits nothing and makes no connection.
             client: AsyncGlideClient = await client_type.create(config)
         except Exception as exc:
-            raise failed("connect", exc) from exc
+            raise failed("connect", exc, "GLIDE") from exc
         with self._async_lock:
             record = self._async_records.get(loop)
             if record is None:
@@ -612,7 +612,7 @@ class GlideCache(AsyncGlideOps, GlideOps, PerLoopClients[_LoopClient]):
                 try:
                     client = client_type.create(config)
                 except Exception as exc:
-                    raise failed("connect", exc) from exc
+                    raise failed("connect", exc, "GLIDE") from exc
                 self._sync_owned = client
                 self._sync_clients[None] = client
             return client
@@ -633,7 +633,7 @@ class GlideCache(AsyncGlideOps, GlideOps, PerLoopClients[_LoopClient]):
         try:
             owned.close()
         except Exception as exc:  # pragma: no cover - closing rarely fails
-            raise failed("close", exc) from exc
+            raise failed("close", exc, "GLIDE") from exc
 
     def __repr__(self) -> str:
         return f"GlideCache({self._description})"

@@ -83,7 +83,7 @@ class GlideOps:
         try:
             return client.get(key)
         except Exception as exc:
-            raise failed("GET", exc) from exc
+            raise failed("GET", exc, "GLIDE") from exc
 
     def get_many(self, keys: Sequence[str], /) -> list[bytes | None]:
         """Return the bytes of each key in order (``MGET``; GLIDE splits it by slot)."""
@@ -95,7 +95,7 @@ class GlideOps:
         try:
             return client.mget(keys if isinstance(keys, list) else list(keys))
         except Exception as exc:
-            raise failed("MGET", exc) from exc
+            raise failed("MGET", exc, "GLIDE") from exc
 
     def set(self, key: str, value: bytes, ttl: float, /) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (``SET key value PX ms``)."""
@@ -105,7 +105,7 @@ class GlideOps:
         try:
             client.set(key, value, expiry=_expiry(ttl))
         except Exception as exc:
-            raise failed("SET", exc) from exc
+            raise failed("SET", exc, "GLIDE") from exc
 
     def set_many(self, items: Sequence[tuple[str, bytes, float]], /) -> None:
         """Store each ``(key, value, ttl)`` with one non-atomic batch (a pipeline)."""
@@ -119,7 +119,7 @@ class GlideOps:
             # The batch's class matches the client's (ClusterBatch for a cluster client).
             client.exec(batch, raise_on_error=True)  # type: ignore[arg-type]
         except Exception as exc:
-            raise failed("SET (pipeline)", exc) from exc
+            raise failed("SET (pipeline)", exc, "GLIDE") from exc
 
     def compare_and_set(self, key: str, expected: bytes, value: bytes, /) -> bool:
         """Replace ``key``'s bytes by ``value`` if they are exactly ``expected``, keeping its TTL.
@@ -133,7 +133,7 @@ class GlideOps:
         try:
             done = client.invoke_script(self._sync_scripts.cas, [key], [expected, value])
         except Exception as exc:
-            raise failed("EVALSHA (compare-and-set)", exc) from exc
+            raise failed("EVALSHA (compare-and-set)", exc, "GLIDE") from exc
         return bool(done)
 
     def ttl(self, key: str, /) -> float | None:
@@ -144,7 +144,7 @@ class GlideOps:
         try:
             ms = int(client.pttl(key))
         except Exception as exc:
-            raise failed("PTTL", exc) from exc
+            raise failed("PTTL", exc, "GLIDE") from exc
         return ms / 1000 if ms >= 0 else None
 
     def delete(self, key: str, /) -> bool:
@@ -155,7 +155,7 @@ class GlideOps:
         try:
             return bool(client.delete([key]))
         except Exception as exc:
-            raise failed("DEL", exc) from exc
+            raise failed("DEL", exc, "GLIDE") from exc
 
     def delete_many(self, keys: Sequence[str], /) -> int:
         """Delete the keys (one ``DEL``; GLIDE splits it by slot); return how many existed."""
@@ -167,7 +167,7 @@ class GlideOps:
         try:
             return int(client.delete(keys if isinstance(keys, list) else list(keys)))
         except Exception as exc:
-            raise failed("DEL", exc) from exc
+            raise failed("DEL", exc, "GLIDE") from exc
 
     def acquire_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
         """Take the lock ``name`` for ``ttl`` seconds if it is free (``SET name token NX PX``).
@@ -185,7 +185,7 @@ class GlideOps:
                 name, token, conditional_set=_set_if_absent(), expiry=_expiry(ttl)
             )
         except Exception as exc:
-            raise failed("SET NX (lock)", exc) from exc
+            raise failed("SET NX (lock)", exc, "GLIDE") from exc
         return done is not None
 
     def release_lock(self, name: str, token: bytes, /) -> bool:
@@ -197,7 +197,7 @@ class GlideOps:
         try:
             done = client.invoke_script(self._sync_scripts.release, [name], [token])
         except Exception as exc:
-            raise failed("EVALSHA (lock release)", exc) from exc
+            raise failed("EVALSHA (lock release)", exc, "GLIDE") from exc
         return bool(done)
 
     def extend_lock(self, name: str, token: bytes, ttl: float, /) -> bool:
@@ -211,5 +211,5 @@ class GlideOps:
                 self._sync_scripts.extend, [name], [token, str(_px(ttl))]
             )
         except Exception as exc:
-            raise failed("EVALSHA (lock extend)", exc) from exc
+            raise failed("EVALSHA (lock extend)", exc, "GLIDE") from exc
         return bool(done)
