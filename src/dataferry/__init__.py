@@ -10,6 +10,7 @@ from dataferry._async._loader import AsyncLoader
 from dataferry._backends import (
     Backplane,
     DistributedCache,
+    GlideBackplane,
     GlideCache,
     RedisBackplane,
     RedisCache,
@@ -83,6 +84,7 @@ __all__ = [
     "EntryOptions",
     "EvictionPolicy",
     "FactoryTimeoutError",
+    "GlideBackplane",
     "GlideCache",
     "GzipCompressor",
     "InvalidKeyError",

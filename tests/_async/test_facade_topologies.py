@@ -108,7 +108,7 @@ class Topology:
     masters: list[RedisServer]
     backend: Callable[..., Any]  # a new RedisCache or GlideCache (own connections) per node
     owner: Callable[[str], RedisServer]  # the master that holds a storage key
-    backplane: Callable[..., df.RedisBackplane]  # a new RedisBackplane per node
+    backplane: Callable[..., Any]  # a new backplane per node (GlideBackplane with GLIDE)
 
     def raw(self, storage_key: str) -> bytes | None:
         """The bytes stored under ``storage_key``, read on the server that owns it."""
@@ -143,8 +143,10 @@ def cluster_topology(cluster: RedisCluster, glide: bool = False) -> Topology:
             return df.GlideCache.from_url(cluster.url, cluster=True, **options)
         return df.RedisCache.from_url(cluster.url, cluster=True, **kwargs)
 
-    def backplane(**kwargs: Any) -> df.RedisBackplane:
+    def backplane(**kwargs: Any) -> Any:
         # Sharded pub/sub: the channel lives on the master of its slot.
+        if glide:
+            return df.GlideBackplane.from_url(cluster.url, cluster=True, **kwargs)
         return df.RedisBackplane.from_url(cluster.url, cluster=True, **kwargs)
 
     return Topology("cluster", cluster.masters, backend, owner, backplane)

@@ -70,6 +70,12 @@ class L2Client:
             return df.GlideCache.from_url(url, cluster=cluster)
         return df.RedisCache.from_url(url, cluster=cluster)
 
+    def backplane(self, url: str, *, cluster: bool = False) -> Any:
+        """The backplane on the same client library: GlideBackplane or RedisBackplane."""
+        if self.name == "glide":
+            return df.GlideBackplane.from_url(url, cluster=cluster)
+        return df.RedisBackplane.from_url(url, cluster=cluster)
+
     def __repr__(self) -> str:
         return self.name
 

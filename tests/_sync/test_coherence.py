@@ -2,10 +2,10 @@
 """L1 coherence across nodes: the backplane, versioned invalidation, distrust after a gap.
 
 The sync twin (tests/_sync/test_coherence.py) is generated from this file. Every node is a
-cache of its own with its own RedisBackplane, on one real redis-server: as two processes would.
+cache of its own with its own backplane, on one real redis-server: as two processes would.
 The tests whose L2 calls matter (reads raced by invalidations, batches, a killed server) run
-with RedisCache and GlideCache (``l2_client``): the backplane is a RedisBackplane either way,
-next to the L2's own connections on the same server. The others use RedisCache.
+with RedisCache and RedisBackplane, and with GlideCache and GlideBackplane (``l2_client``). The
+others use RedisCache and RedisBackplane.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def node(url: str, l2_client: Any = df.RedisCache.from_url, **kwargs: Any) -> df
     kwargs.setdefault("namespace", "coh")
     return df.DataFerry(
         distributed=l2_client(url),
-        backplane=df.RedisBackplane.from_url(url),
+        # The backplane of the L2's client library (L2Client.backplane), else redis-py's.
+        backplane=getattr(l2_client, "backplane", df.RedisBackplane.from_url)(url),
         **kwargs,
     )
 

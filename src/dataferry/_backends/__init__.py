@@ -2,6 +2,7 @@
 
 from dataferry._backends._backplane import Backplane, RedisBackplane
 from dataferry._backends._glide import GlideCache
+from dataferry._backends._glide_backplane import GlideBackplane
 from dataferry._backends._protocol import DistributedCache
 from dataferry._backends._redis import RedisCache
 from dataferry._backends._sqlite import SQLiteCache
@@ -9,6 +10,7 @@ from dataferry._backends._sqlite import SQLiteCache
 __all__ = [
     "Backplane",
     "DistributedCache",
+    "GlideBackplane",
     "GlideCache",
     "RedisBackplane",
     "RedisCache",

@@ -27,7 +27,17 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, cast, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    NamedTuple,
+    Protocol,
+    TypeVar,
+    cast,
+    runtime_checkable,
+)
 
 import redis
 import redis.asyncio
@@ -769,43 +779,65 @@ class RedisBackplane:
             raise
 
 
-class _Subscriber:
-    """The body of a backplane's thread: subscribe, deliver, watch, reconnect."""
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+class SubscriberLoop(Generic[S]):
+    """The body of a backplane's thread, whatever the transport.
+
+    Subscribe (:meth:`open`), wait for the server's confirmation (:meth:`confirm`), deliver
+    until the subscription is lost (:meth:`pump` raises), release it (:meth:`release`), and
+    again, forever until ``stopping`` is set, with a jittered backoff between failed attempts.
+    Each change of state is reported once: ``"connected"``, ``"disconnected"``,
+    ``"reconnected"``.
+    """
 
     def __init__(
         self,
-        owner: RedisBackplane,
         channel: str,
-        tracked: _tracking.Tracked | None,
         on_message: Callable[[bytes], None],
         on_state: Callable[[BackplaneState], None],
         stopping: threading.Event,
         first_attempt: threading.Event,
+        max_backoff: float,
     ) -> None:
-        self.owner = owner
         self.channel = channel
-        self.tracked = tracked
         self.on_message = on_message
         self.on_state = on_state
         self.stopping = stopping
         self.first_attempt = first_attempt
+        self.max_backoff = max_backoff
         self.state: BackplaneState | None = None
         self.random = random.Random()
+
+    def open(self, refresh: bool) -> S:
+        """Subscribe on a connection of the subscriber's own (``refresh``: after a failure)."""
+        raise NotImplementedError
+
+    def open_failed(self, exc: Exception, first: bool) -> None:
+        """Log a failed :meth:`open` (``first``: the first of a streak of failures)."""
+        logger.debug("backplane: subscribing to %r failed: %r", self.channel, exc)
+
+    def confirm(self, subscription: S) -> bool:
+        """Wait until the subscription is in place; False if stopped meanwhile."""
+        raise NotImplementedError
+
+    def pump(self, subscription: S) -> None:
+        """Deliver messages until stopped; raise when the subscription is lost."""
+        raise NotImplementedError
+
+    def release(self, subscription: S) -> None:
+        """Close the subscription's connection (never raises)."""
+        raise NotImplementedError
 
     def run(self) -> None:
         failures = 0
         while not self.stopping.is_set():
             try:
-                subscription = self.owner._subscribe(
-                    self.channel, refresh=failures > 0, tracked=self.tracked
-                )
+                subscription = self.open(refresh=failures > 0)
             except Exception as exc:
-                if isinstance(exc, redis.ResponseError) and failures == 0:
-                    # Not a connection problem: the server refused a command (client tracking
-                    # on a server without it, an ACL). Said once per streak of failures.
-                    logger.error("backplane: the server refused to subscribe: %s", exc)
-                else:
-                    logger.debug("backplane: subscribing to %r failed: %r", self.channel, exc)
+                self.open_failed(exc, first=failures == 0)
                 self.report("disconnected")
                 self.first_attempt.set()
                 failures += 1
@@ -825,11 +857,64 @@ class _Subscriber:
                     failures += 1
                     self.backoff(failures)
             finally:
-                if subscription.watch is not None:
-                    subscription.watch.detach()
-                with contextlib.suppress(Exception):
-                    subscription.pubsub.close()
+                self.release(subscription)
         self.first_attempt.set()
+
+    def deliver(self, data: Any) -> None:
+        try:
+            self.on_message(data)
+        except Exception:
+            logger.exception("backplane: the on_message callback raised")
+
+    def report(self, state: BackplaneState) -> None:
+        if state == self.state or (state == "disconnected" and self.stopping.is_set()):
+            return
+        self.state = state
+        try:
+            self.on_state(state)
+        except Exception:
+            logger.exception("backplane: the on_state callback raised (state %r)", state)
+
+    def backoff(self, failures: int) -> None:
+        # Full jitter over [d/2, d], d doubling from 50 ms up to max_backoff: the nodes of a
+        # fleet that lost the same server don't all come back in the same millisecond.
+        delay = min(self.max_backoff, _MIN_BACKOFF * 2 ** min(failures - 1, 16))
+        self.stopping.wait(self.random.uniform(delay / 2, delay))
+
+
+class _Subscriber(SubscriberLoop[_Subscription]):
+    """The body of a RedisBackplane's thread: redis-py pub/sub, with PING heartbeats."""
+
+    def __init__(
+        self,
+        owner: RedisBackplane,
+        channel: str,
+        tracked: _tracking.Tracked | None,
+        on_message: Callable[[bytes], None],
+        on_state: Callable[[BackplaneState], None],
+        stopping: threading.Event,
+        first_attempt: threading.Event,
+    ) -> None:
+        super().__init__(channel, on_message, on_state, stopping, first_attempt, owner._max_backoff)
+        self.owner = owner
+        self.tracked = tracked
+
+    def open(self, refresh: bool) -> _Subscription:
+        return self.owner._subscribe(self.channel, refresh=refresh, tracked=self.tracked)
+
+    def open_failed(self, exc: Exception, first: bool) -> None:
+        if isinstance(exc, redis.ResponseError) and first:
+            # Not a connection problem: the server refused a command (client tracking on a
+            # server without it, an ACL). Said once per streak of failures.
+            logger.error("backplane: the server refused to subscribe: %s", exc)
+        else:
+            super().open_failed(exc, first)
+
+    def release(self, subscription: _Subscription) -> None:
+        if subscription.watch is not None:
+            subscription.watch.detach()
+        with contextlib.suppress(Exception):
+            subscription.pubsub.close()
 
     def confirm(self, subscription: _Subscription) -> bool:
         """Wait for the server's subscription confirmations; False if stopped meanwhile."""
@@ -887,12 +972,6 @@ class _Subscriber:
                 # The server ended the subscription: on a cluster, the slot moved.
                 raise _ConnectionLost("the server ended the subscription")
 
-    def deliver(self, data: Any) -> None:
-        try:
-            self.on_message(data)
-        except Exception:
-            logger.exception("backplane: the on_message callback raised")
-
     def invalidate(self, data: Any) -> None:
         """Deliver a tracking invalidation as backplane messages: one per key, or a clear."""
         keys = _tracking.invalidated_keys(data)
@@ -914,32 +993,22 @@ class _Subscriber:
             else:
                 self.deliver(encode_message(sender, Action.REMOVE, key, 0))
 
-    def report(self, state: BackplaneState) -> None:
-        if state == self.state or (state == "disconnected" and self.stopping.is_set()):
-            return
-        self.state = state
-        try:
-            self.on_state(state)
-        except Exception:
-            logger.exception("backplane: the on_state callback raised (state %r)", state)
-
-    def backoff(self, failures: int) -> None:
-        # Full jitter over [d/2, d], d doubling from 50 ms up to max_backoff: the nodes of a
-        # fleet that lost the same server don't all come back in the same millisecond.
-        delay = min(self.owner._max_backoff, _MIN_BACKOFF * 2 ** min(failures - 1, 16))
-        self.stopping.wait(self.random.uniform(delay / 2, delay))
-
 
 def _check_seconds(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
-def _wrap(build: Callable[[], RedisCache]) -> RedisCache:
-    # RedisCache builds and checks the clients; its errors name it: rename for the backplane.
+def renamed(build: Callable[[], T], cache: str, backplane: str) -> T:
+    """``build()``, its ConfigurationError messages naming ``backplane`` instead of ``cache``.
+
+    The L2 class builds and checks a backplane's clients; its errors name it.
+    """
     try:
         return build()
     except ConfigurationError as exc:
-        raise ConfigurationError(str(exc).replace("RedisCache", "RedisBackplane")) from (
-            exc.__cause__ or exc
-        )
+        raise ConfigurationError(str(exc).replace(cache, backplane)) from (exc.__cause__ or exc)
+
+
+def _wrap(build: Callable[[], RedisCache]) -> RedisCache:
+    return renamed(build, "RedisCache", "RedisBackplane")
