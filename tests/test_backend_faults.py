@@ -103,6 +103,76 @@ async def test_frozen_server_times_out_as_distributed_cache_error(
     assert await half.get("k") == b"v"
 
 
+async def test_a_reply_that_came_too_late_is_never_read_by_a_later_command(
+    half: Half, redis_server: RedisServer
+) -> None:
+    # RedisCache.from_url sends GET, MGET and SET on connections it keeps out of redis-py's
+    # pool (dataferry._async._direct): one that timed out must never serve its late reply.
+    await half.set_many([("one", b"1", 60.0), ("two", b"2", 60.0)])
+    redis_server.freeze()
+    with pytest.raises(DistributedCacheError):
+        await half.get("one")  # sent; its reply comes once the server is resumed
+    with pytest.raises(DistributedCacheError):
+        await half.get_many(["one", "two"])
+    redis_server.resume()
+    await wait_until(recovers(lambda: half.get("two")))
+    for _ in range(3):
+        assert await half.get("two") == b"2"
+        assert await half.get_many(["two", "one"]) == [b"2", b"1"]
+        assert await half.get("one") == b"1"
+
+
+async def test_a_cancelled_read_leaves_no_reply_behind(redis_server: RedisServer) -> None:
+    cache = RedisCache.from_url(redis_server.url, socket_timeout=5.0)
+    try:
+        await cache.aset("one", b"1", 60)
+        await cache.aset("two", b"2", 60)
+        redis_server.freeze()
+        with pytest.raises(asyncio.TimeoutError):
+            # wait_for cancels the read in flight when its time is up.
+            await asyncio.wait_for(cache.aget("one"), timeout=0.2)
+        redis_server.resume()
+        assert await cache.aget("two") == b"2"
+        assert await cache.aget("one") == b"1"
+    finally:
+        redis_server.ensure_running()
+        await cache.aclose()
+
+
+async def test_connections_the_server_dropped_while_idle_are_replaced_without_an_error(
+    half: Half, redis_server: RedisServer
+) -> None:
+    await half.set("k", b"v", 60)
+    assert await half.get("k") == b"v"  # the cache now holds an idle connection
+    # A server restart or its idle timeout ends connections the cache is not using.
+    redis_server.execute("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert await half.get("k") == b"v"
+    redis_server.execute("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert await half.get_many(["k", "nothing"]) == [b"v", None]
+    redis_server.execute("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await half.set("k", b"w", 60)
+    assert await half.get("k") == b"w"
+
+
+async def test_many_reads_at_once_share_the_pool_with_the_other_commands(
+    redis_server: RedisServer,
+) -> None:
+    cache = RedisCache.from_url(redis_server.url)
+    try:
+        await cache.aset("k", b"v", 60)
+        values = await asyncio.gather(*(cache.aget("k") for _ in range(40)))
+        assert values == [b"v"] * 40
+        # The connections the reads opened beyond those kept idle went back to the pool,
+        # where the client's other commands find them: nothing opens a connection now.
+        opened = int(redis_server.info("stats")["total_connections_received"])
+        await asyncio.gather(*(cache.aset_many([("k", b"w", 60.0)]) for _ in range(20)))
+        assert await asyncio.gather(*(cache.aget("k") for _ in range(16))) == [b"w"] * 16
+        # (+1: info() reads the count on a connection of its own)
+        assert int(redis_server.info("stats")["total_connections_received"]) == opened + 1
+    finally:
+        await cache.aclose()
+
+
 async def test_restarted_server_works_again_with_the_same_cache(
     half: Half, redis_server: RedisServer
 ) -> None:

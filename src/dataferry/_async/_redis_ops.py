@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import NoScriptError
 
+from dataferry._async._direct import AsyncDirect
 from dataferry._backends._locks import check_lock
 from dataferry._backends._loops import async_loop_key
 from dataferry._errors import DistributedCacheError
@@ -89,6 +90,8 @@ class AsyncRedisOps:
     # the clients are cluster clients.
     _async_clients: dict[Any, AsyncRedisClient]
     _async_cluster: bool
+    # The running loop's GET, MGET and SET path when its client allows it (see _direct.py).
+    _async_direct: dict[Any, AsyncDirect]
 
     def _async_connect(self) -> AsyncRedisClient:
         """Return the client for the running loop, building it (implemented by ``RedisCache``).
@@ -101,7 +104,14 @@ class AsyncRedisOps:
     async def aget(self, key: str, /) -> bytes | None:
         """Return the bytes stored under ``key`` (``GET``), or ``None``."""
         # The hot path: one dict lookup keyed by the running loop, then one GET.
-        client = self._async_clients.get(async_loop_key())
+        loop = async_loop_key()
+        direct = self._async_direct.get(loop)
+        if direct is not None:
+            try:
+                return await direct.execute("GET", key)  # type: ignore[no-any-return]
+            except Exception as exc:
+                raise failed("GET", exc) from exc
+        client = self._async_clients.get(loop)
         if client is None:
             client = self._async_connect()
         try:
@@ -114,7 +124,14 @@ class AsyncRedisOps:
         """Return the bytes of each key in order (``MGET``; split by slot on a cluster)."""
         if not keys:
             return []
-        client = self._async_clients.get(async_loop_key())
+        loop = async_loop_key()
+        direct = self._async_direct.get(loop)
+        if direct is not None:
+            try:
+                return await direct.execute("MGET", *keys)  # type: ignore[no-any-return]
+            except Exception as exc:
+                raise failed("MGET", exc) from exc
+        client = self._async_clients.get(loop)
         if client is None:
             client = self._async_connect()
         try:
@@ -126,7 +143,15 @@ class AsyncRedisOps:
 
     async def aset(self, key: str, value: bytes, ttl: float, /) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (``SET key value PX ms``)."""
-        client = self._async_clients.get(async_loop_key())
+        loop = async_loop_key()
+        direct = self._async_direct.get(loop)
+        if direct is not None:
+            try:
+                await direct.execute("SET", key, value, "PX", _px(ttl))
+            except Exception as exc:
+                raise failed("SET", exc) from exc
+            return
+        client = self._async_clients.get(loop)
         if client is None:
             client = self._async_connect()
         try:

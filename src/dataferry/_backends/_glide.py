@@ -469,6 +469,7 @@ class GlideCache(AsyncGlideOps, GlideOps, PerLoopClients[_LoopClient]):
         self._config = config
         self._async_given = None
         self._async_clients: dict[Any, AsyncGlideClient] = {}
+        self._async_direct: dict[Any, Any] = {}  # PerLoopClients' (RedisCache only): empty
         self._async_records: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._async_lock = threading.Lock()
         self._async_cluster = async_cluster

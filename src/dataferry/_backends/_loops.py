@@ -219,6 +219,7 @@ class PerLoopClients(Generic[R]):
     _async_lock: threading.Lock
     _async_records: dict[asyncio.AbstractEventLoop, R]
     _async_clients: dict[Any, Any]
+    _async_direct: dict[Any, Any]  # loop -> the client's direct command path (RedisCache)
     _async_given: Any  # an asyncio client passed in (not closed here), or None
 
     async def aclose(self) -> None:
@@ -247,6 +248,7 @@ class PerLoopClients(Generic[R]):
         dead = [loop for loop in self._async_records if loop.is_closed()]
         for loop in dead:
             self._async_clients.pop(loop, None)
+            self._async_direct.pop(loop, None)
         return [self._async_records.pop(loop) for loop in dead]
 
     def _forget_loop(self, loop: asyncio.AbstractEventLoop, record: R) -> None:
@@ -254,6 +256,7 @@ class PerLoopClients(Generic[R]):
             if self._async_records.get(loop) is record:
                 del self._async_records[loop]
                 self._async_clients.pop(loop, None)
+                self._async_direct.pop(loop, None)
 
     async def _aclose_loops(self) -> BaseException | None:
         """Close every loop's clients; return the first error of the running loop's close.
@@ -266,6 +269,7 @@ class PerLoopClients(Generic[R]):
             records = self._async_records
             self._async_records = {}
             self._async_clients.clear()
+            self._async_direct.clear()
         error: BaseException | None = None
         for other, record in records.items():
             if other is loop:

@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
 
+from dataferry._async._direct import AsyncDirect
 from dataferry._async._redis_ops import AsyncRedisOps, failed
 from dataferry._backends._loops import (
     LoopGuard,
@@ -27,6 +28,7 @@ from dataferry._backends._loops import (
     connection_loops,
 )
 from dataferry._errors import ConfigurationError, DistributedCacheError
+from dataferry._sync._direct import Direct
 from dataferry._sync._redis_ops import RedisOps
 
 __all__ = ["AsyncClusterClient", "AsyncRedisClient", "ClusterClient", "RedisCache", "RedisClient"]
@@ -191,6 +193,18 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
     own retry policy applies first (``from_url`` and ``from_sentinel`` turn redis-py's retries
     off: DataFerry's resilience layer retries).
 
+    **The command path.** A standalone cache built by :meth:`from_url` (without a ``retry``
+    option) sends ``GET``, ``MGET`` and ``SET`` on connections it keeps checked out of its
+    client's pool, through redis-py's connection API, instead of through the client's command
+    wrapper (a pool checkout with a ``poll()``, retries, observability hooks: about half the
+    time of a 1 KB ``GET`` on loopback). Connections stay redis-py's, with the same setup; one
+    whose reply may still arrive (a timeout, a cancelled task) is closed at once, and one the
+    server closed while idle is replaced and the command sent again. Clients passed in, Cluster
+    and Sentinel clients use redis-py's client as it is, and so does a pool of fewer than 64
+    connections (``max_connections``; redis-py's default is 100): the cache keeps up to 16
+    connections idle between commands, which the pool counts as in use until the cache is
+    closed.
+
     Args:
         client: A redis-py client, asyncio or sync: ``Redis``, ``RedisCluster``, or a
             Sentinel's ``master_for(...)``.
@@ -256,7 +270,13 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
         sync_factory: _Factory[RedisClient] | None,
         cluster: bool | None,
         description: str,
+        direct: bool = False,
     ) -> None:
+        # GET, MGET and SET on connections kept out of the pool (_direct.py): only for the
+        # clients this cache builds itself (standalone, without redis-py retries).
+        self._direct = direct
+        self._async_direct: dict[Any, AsyncDirect] = {}
+        self._sync_direct: dict[Any, Direct] = {}
         # Async half. _async_clients (loop -> client) is what the commands read, without a
         # lock: dict reads are atomic, and it is only written under _async_lock.
         # _async_records holds what closing needs (the clients this cache built, per loop).
@@ -288,6 +308,7 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
         *,
         cluster: bool,
         description: str,
+        direct: bool = False,
     ) -> RedisCache:
         self = cls.__new__(cls)
         self._setup(
@@ -297,6 +318,7 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
             sync_factory=sync_factory,
             cluster=cluster,
             description=description,
+            direct=direct,
         )
         return self
 
@@ -357,7 +379,12 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
         _dry_build(build_async, build_sync if not cluster else None, _safe_url(url))
         kind = "cluster" if cluster else "url"
         return cls._lazy(
-            build_async, build_sync, cluster=cluster, description=f"{kind}={_safe_url(url)!r}"
+            build_async,
+            build_sync,
+            cluster=cluster,
+            description=f"{kind}={_safe_url(url)!r}",
+            # A retry policy given for redis-py's client is the client's command path.
+            direct=not cluster and "retry" not in client_kwargs,
         )
 
     @classmethod
@@ -452,6 +479,9 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
                     close_with_loop(self, loop, record, "Redis clients")
                     self._async_records[loop] = record
                     self._async_clients[loop] = client
+                    direct = AsyncDirect.of(client) if self._direct else None
+                    if direct is not None:
+                        self._async_direct[loop] = direct
                 return record.client
         finally:
             for old in dead:
@@ -497,6 +527,9 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
                     raise failed("connect", exc) from exc
                 self._sync_owned = owned
                 self._sync_clients[None] = client
+                direct = Direct.of(client) if self._direct else None
+                if direct is not None:
+                    self._sync_direct[None] = direct
             return client
 
     def close(self) -> None:
@@ -510,6 +543,7 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
             owned, self._sync_owned = self._sync_owned, []
             if not owned:
                 return
+            self._sync_direct.clear()
             self._sync_clients.clear()
         error: BaseException | None = None
         for client in owned:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import NoScriptError
 
+from dataferry._sync._direct import Direct
 from dataferry._backends._locks import check_lock
 from dataferry._backends._loops import sync_loop_key
 from dataferry._errors import DistributedCacheError
@@ -90,6 +91,8 @@ class RedisOps:
     # the clients are cluster clients.
     _sync_clients: dict[Any, RedisClient]
     _sync_cluster: bool
+    # The running loop's GET, MGET and SET path when its client allows it (see _direct.py).
+    _sync_direct: dict[Any, Direct]
 
     def _sync_connect(self) -> RedisClient:
         """Return the client for the running loop, building it (implemented by ``RedisCache``).
@@ -102,7 +105,14 @@ class RedisOps:
     def get(self, key: str, /) -> bytes | None:
         """Return the bytes stored under ``key`` (``GET``), or ``None``."""
         # The hot path: one dict lookup keyed by the running loop, then one GET.
-        client = self._sync_clients.get(sync_loop_key())
+        loop = sync_loop_key()
+        direct = self._sync_direct.get(loop)
+        if direct is not None:
+            try:
+                return direct.execute("GET", key)  # type: ignore[no-any-return]
+            except Exception as exc:
+                raise failed("GET", exc) from exc
+        client = self._sync_clients.get(loop)
         if client is None:
             client = self._sync_connect()
         try:
@@ -115,7 +125,14 @@ class RedisOps:
         """Return the bytes of each key in order (``MGET``; split by slot on a cluster)."""
         if not keys:
             return []
-        client = self._sync_clients.get(sync_loop_key())
+        loop = sync_loop_key()
+        direct = self._sync_direct.get(loop)
+        if direct is not None:
+            try:
+                return direct.execute("MGET", *keys)  # type: ignore[no-any-return]
+            except Exception as exc:
+                raise failed("MGET", exc) from exc
+        client = self._sync_clients.get(loop)
         if client is None:
             client = self._sync_connect()
         try:
@@ -127,7 +144,15 @@ class RedisOps:
 
     def set(self, key: str, value: bytes, ttl: float, /) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (``SET key value PX ms``)."""
-        client = self._sync_clients.get(sync_loop_key())
+        loop = sync_loop_key()
+        direct = self._sync_direct.get(loop)
+        if direct is not None:
+            try:
+                direct.execute("SET", key, value, "PX", _px(ttl))
+            except Exception as exc:
+                raise failed("SET", exc) from exc
+            return
+        client = self._sync_clients.get(loop)
         if client is None:
             client = self._sync_connect()
         try:

@@ -1,0 +1,133 @@
+"""The hottest Redis commands, sent straight on connections kept out of redis-py's pool.
+
+redis-py's client wraps every command in about a hundred Python calls: it takes a connection
+from its pool (under a lock, with a ``poll()`` to check that the socket holds no stray data),
+runs the command through its retry helper and its observability hooks, and puts the
+connection back. On loopback that is about half the time of a 1 KB ``GET`` with the sync
+client, and a third with asyncio. A cache sends a few simple commands over and over, so for
+``GET``, ``MGET`` and ``SET`` a :class:`~dataferry.RedisCache` built by ``from_url`` keeps the
+connections it uses checked out of the client's pool, in a list of idle ones, and talks to
+them through redis-py's own connection API (``send_command``, ``read_response``): the same
+sockets, parser (hiredis) and connection setup (``HELLO``, ``AUTH``, ``SELECT``, client name),
+without the per-command bookkeeping.
+
+What that bookkeeping guards against is kept:
+
+* a reply that may still arrive for a command whose reading was cut short (a timeout, a
+  cancelled task, ``KeyboardInterrupt``): the connection is closed at once (redis-py does it
+  in ``read_response``; done here again for whatever else raises), so its next use opens a new
+  one and never reads a stale reply;
+* a connection the server closed while it sat idle (a restart, the server's ``timeout``): the
+  command goes once more on a new connection. Only these three commands take this path, and a
+  repeated ``GET``, ``MGET`` or ``SET ... PX`` changes nothing; a timeout is never repeated;
+* a fork: the child forgets the parent's connections (as redis-py's pool does).
+
+The async half lives here; ``scripts/unasync.py`` generates the sync half.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+__all__ = ["AsyncDirect"]
+
+#: The most connections kept idle for one pool (more go back to it): a process seldom has
+#: more reads in flight at once, and the pool keeps at least three times as many for the rest.
+_MAX_IDLE = 16
+#: Every live object, for the fork hook.
+_LIVE: weakref.WeakSet[AsyncDirect] = weakref.WeakSet()
+
+
+class AsyncDirect:
+    """Commands sent on connections checked out of one redis-py pool, reused in turn."""
+
+    __slots__ = ("__weakref__", "_cap", "_idle", "_pool")
+
+    def __init__(self, pool: Any, cap: int) -> None:
+        self._pool = pool
+        # Connected (or closed after a failure: they reconnect on their next command) and not
+        # in use. list.pop and list.append are atomic: threads share a sync one.
+        self._idle: list[Any] = []
+        # At most this many are kept idle; more go back to the pool (its max_connections
+        # counts the ones kept here as in use, against the client's other commands).
+        self._cap = cap
+        _LIVE.add(self)
+
+    @classmethod
+    def of(cls, client: Any) -> AsyncDirect | None:
+        """One for ``client``'s pool, or None when the client needs its own command path.
+
+        That is: a single-connection client, a pool of another kind (a Sentinel's, which finds
+        the master on connect, or a subclass), one with client-side caching, or a pool of
+        fewer than 64 connections (redis-py's default is 100): the connections kept here
+        count as in use against the client's other commands.
+        """
+        pool = getattr(client, "connection_pool", None)
+        if getattr(client, "connection", None) is not None or pool is None:
+            return None
+        if type(pool).__module__ not in ("redis.connection", "redis.asyncio.connection"):
+            return None
+        if type(pool).__name__ not in ("ConnectionPool", "BlockingConnectionPool"):
+            return None
+        if getattr(pool, "cache", None) is not None:
+            return None
+        if int(getattr(pool, "max_connections", 0)) < 4 * _MAX_IDLE:
+            return None
+        return cls(pool, _MAX_IDLE)
+
+    async def execute(self, *args: Any) -> Any:
+        """Send one command and return its reply (redis-py's exceptions pass through)."""
+        idle = self._idle
+        try:
+            conn = idle.pop()
+            reused = True
+        except IndexError:
+            conn = await self._connection(args[0])
+            reused = False
+        try:
+            try:
+                await conn.send_command(*args)
+                reply = await conn.read_response()
+            except (RedisConnectionError, OSError) as exc:
+                if not reused or isinstance(exc, TimeoutError):
+                    raise
+                # The server closed it while it sat idle: once more, on a new connection.
+                await conn.disconnect()
+                await conn.send_command(*args)
+                reply = await conn.read_response()
+        except BaseException:
+            # Its reply may still come: never read from it again (a new socket next time).
+            # (nowait: positional, which the sync connections of every redis-py take too.)
+            await conn.disconnect(True)
+            await self._put_back(conn)
+            raise
+        if len(idle) < self._cap:
+            idle.append(conn)
+        else:
+            await self._pool.release(conn)
+        return reply
+
+    async def _put_back(self, conn: Any) -> None:
+        if len(self._idle) < self._cap:
+            self._idle.append(conn)
+        else:
+            await self._pool.release(conn)
+
+    async def _connection(self, command: str) -> Any:
+        """A new connection from the pool (connected, checked)."""
+        try:
+            return await self._pool.get_connection()
+        except TypeError:  # pragma: no cover - redis-py < 5.3 wants the command's name
+            return await self._pool.get_connection(command)
+
+
+def _forget_in_child() -> None:  # pragma: no cover - runs in forked children only
+    for direct in list(_LIVE):
+        direct._idle.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
