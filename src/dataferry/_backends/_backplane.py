@@ -669,28 +669,15 @@ class RedisBackplane:
                 callable, or the backplane is already started.
 
         """
-        if not isinstance(channel, str) or not channel:
-            raise ConfigurationError(f"a backplane channel is a non-empty str, got {channel!r}")
-        if not callable(on_message) or not callable(on_state):
-            raise ConfigurationError("start() needs two callables: on_message and on_state")
+        check_start(channel, on_message, on_state)
         tracked = _tracking.tracked(channel) if self._tracking else None
-        with self._lock:
-            if self._thread is not None:
-                raise ConfigurationError(
-                    "this RedisBackplane is already started (one channel per backplane): "
-                    "stop() it first, or give each cache a backplane of its own"
-                )
-            self._stopping = threading.Event()
-            first_attempt = threading.Event()
-            subscriber = _Subscriber(
-                self, channel, tracked, on_message, on_state, self._stopping, first_attempt
-            )
-            thread = threading.Thread(
-                target=subscriber.run, name=f"dataferry-backplane[{channel}]", daemon=True
-            )
-            self._thread = thread
-            thread.start()
-        first_attempt.wait(_START_WAIT)
+        launch(
+            self,
+            channel,
+            lambda stopping, first_attempt: _Subscriber(
+                self, channel, tracked, on_message, on_state, stopping, first_attempt
+            ),
+        )
 
     def stop(self) -> None:
         """Stop the subscriber thread and close its connection. Idempotent.
@@ -699,13 +686,7 @@ class RedisBackplane:
         a thread still blocked after a few seconds (a given client without socket timeouts, on a
         frozen server) is left to finish on its own: it is a daemon and delivers nothing more.
         """
-        with self._lock:
-            thread, self._thread = self._thread, None
-            self._stopping.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(_START_WAIT + 2 * _POLL)
-            if thread.is_alive():  # pragma: no cover - a client without socket timeouts
-                logger.warning("the backplane subscriber thread did not stop in time")
+        halt(self)
 
     @property
     def running(self) -> bool:
@@ -992,6 +973,52 @@ class _Subscriber(SubscriberLoop[_Subscription]):
                 self.deliver(encode_message(sender, Action.CLEAR, key, time.time_ns() // 1000))
             else:
                 self.deliver(encode_message(sender, Action.REMOVE, key, 0))
+
+
+def check_start(channel: object, on_message: object, on_state: object) -> None:
+    """Refuse bad ``start()`` arguments (ConfigurationError)."""
+    if not isinstance(channel, str) or not channel:
+        raise ConfigurationError(f"a backplane channel is a non-empty str, got {channel!r}")
+    if not callable(on_message) or not callable(on_state):
+        raise ConfigurationError("start() needs two callables: on_message and on_state")
+
+
+def launch(
+    owner: Any,
+    channel: str,
+    make: Callable[[threading.Event, threading.Event], SubscriberLoop[Any]],
+) -> None:
+    """``start()`` of a backplane with one subscriber thread: ``make(stopping, first_attempt)``.
+
+    ``owner`` has ``_lock``, ``_thread`` and ``_stopping``. Waits for the first subscription
+    attempt (at most ``_START_WAIT`` seconds).
+    """
+    with owner._lock:
+        if owner._thread is not None:
+            raise ConfigurationError(
+                f"this {type(owner).__name__} is already started (one channel per backplane): "
+                "stop() it first, or give each cache a backplane of its own"
+            )
+        owner._stopping = threading.Event()
+        first_attempt = threading.Event()
+        subscriber = make(owner._stopping, first_attempt)
+        thread = threading.Thread(
+            target=subscriber.run, name=f"dataferry-backplane[{channel}]", daemon=True
+        )
+        owner._thread = thread
+        thread.start()
+    first_attempt.wait(_START_WAIT)
+
+
+def halt(owner: Any) -> None:
+    """``stop()`` of a backplane started by :func:`launch`."""
+    with owner._lock:
+        thread, owner._thread = owner._thread, None
+        owner._stopping.set()
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(_START_WAIT + 2 * _POLL)
+        if thread.is_alive():  # pragma: no cover - a client without timeouts, frozen server
+            logger.warning("the backplane subscriber thread did not stop in time")
 
 
 def _check_seconds(name: str, value: float) -> None:

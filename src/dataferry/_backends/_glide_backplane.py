@@ -24,12 +24,13 @@ from typing import Any
 from dataferry._async._redis_ops import failed
 from dataferry._backends._backplane import (
     _POLL,
-    _START_WAIT,
     BackplaneState,
     SubscriberLoop,
     _check_seconds,
     _ConnectionLost,
-    logger,
+    check_start,
+    halt,
+    launch,
     renamed,
 )
 from dataferry._backends._glide import GlideCache, _import
@@ -224,38 +225,19 @@ class GlideBackplane:
                 callable, the backplane is already started, or the ``glide`` extra is missing.
 
         """
-        if not isinstance(channel, str) or not channel:
-            raise ConfigurationError(f"a backplane channel is a non-empty str, got {channel!r}")
-        if not callable(on_message) or not callable(on_state):
-            raise ConfigurationError("start() needs two callables: on_message and on_state")
+        check_start(channel, on_message, on_state)
         _import("glide_sync")  # a missing extra is a ConfigurationError here, not in the thread
-        with self._lock:
-            if self._thread is not None:
-                raise ConfigurationError(
-                    "this GlideBackplane is already started (one channel per backplane): "
-                    "stop() it first, or give each cache a backplane of its own"
-                )
-            self._stopping = threading.Event()
-            first_attempt = threading.Event()
-            subscriber = _GlideSubscriber(
-                self, channel, on_message, on_state, self._stopping, first_attempt
-            )
-            thread = threading.Thread(
-                target=subscriber.run, name=f"dataferry-backplane[{channel}]", daemon=True
-            )
-            self._thread = thread
-            thread.start()
-        first_attempt.wait(_START_WAIT)
+        launch(
+            self,
+            channel,
+            lambda stopping, first_attempt: _GlideSubscriber(
+                self, channel, on_message, on_state, stopping, first_attempt
+            ),
+        )
 
     def stop(self) -> None:
         """Stop the subscriber thread and close its client. Idempotent."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-            self._stopping.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(_START_WAIT + 2 * _POLL)
-            if thread.is_alive():  # pragma: no cover - GLIDE bounds every request
-                logger.warning("the backplane subscriber thread did not stop in time")
+        halt(self)
 
     @property
     def running(self) -> bool:
