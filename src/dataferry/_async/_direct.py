@@ -35,9 +35,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = ["AsyncDirect"]
 
-#: The most connections kept idle for one pool (more go back to it): a process seldom has
-#: more reads in flight at once, and the pool keeps at least three times as many for the rest.
-_MAX_IDLE = 16
+#: Connections kept idle for one pool (more go back to it): a quarter of its max_connections
+#: (redis-py's default 100: 25), at most _MAX_IDLE; a pool of fewer than _MIN_POOL is left
+#: alone. The pool counts them as in use: it keeps at least three quarters for the rest.
+_MAX_IDLE = 64
+_MIN_POOL = 64
 #: Every live object, for the fork hook.
 _LIVE: weakref.WeakSet[AsyncDirect] = weakref.WeakSet()
 
@@ -75,9 +77,10 @@ class AsyncDirect:
             return None
         if getattr(pool, "cache", None) is not None:
             return None
-        if int(getattr(pool, "max_connections", 0)) < 4 * _MAX_IDLE:
+        size = int(getattr(pool, "max_connections", 0))
+        if size < _MIN_POOL:
             return None
-        return cls(pool, _MAX_IDLE)
+        return cls(pool, min(_MAX_IDLE, size // 4))
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply (redis-py's exceptions pass through)."""

@@ -201,9 +201,9 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
     whose reply may still arrive (a timeout, a cancelled task) is closed at once, and one the
     server closed while idle is replaced and the command sent again. Clients passed in, Cluster
     and Sentinel clients use redis-py's client as it is, and so does a pool of fewer than 64
-    connections (``max_connections``; redis-py's default is 100): the cache keeps up to 16
-    connections idle between commands, which the pool counts as in use until the cache is
-    closed.
+    connections (``max_connections``; redis-py's default is 100): the cache keeps up to a
+    quarter of the pool's connections (64 at most) idle between commands, which the pool
+    counts as in use until the cache is closed.
 
     Args:
         client: A redis-py client, asyncio or sync: ``Redis``, ``RedisCluster``, or a
