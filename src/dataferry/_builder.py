@@ -90,7 +90,7 @@ class Builder(Generic[C]):
         return self
 
     def with_backplane(self, backplane: Backplane) -> Builder[C]:
-        """Keep the L1s of a fleet coherent through ``backplane`` (a RedisBackplane)."""
+        """Keep the L1s of a fleet coherent through ``backplane`` (e.g. a RedisBackplane)."""
         self._kwargs["backplane"] = backplane
         return self
 
