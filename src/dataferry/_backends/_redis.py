@@ -199,11 +199,11 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
     wrapper (a pool checkout with a ``poll()``, retries, observability hooks: about half the
     time of a 1 KB ``GET`` on loopback). Connections stay redis-py's, with the same setup; one
     whose reply may still arrive (a timeout, a cancelled task) is closed at once, and one the
-    server closed while idle is replaced and the command sent again. Clients passed in, Cluster
-    and Sentinel clients use redis-py's client as it is, and so does a pool of fewer than 64
-    connections (``max_connections``; redis-py's default is 100): the cache keeps up to a
-    quarter of the pool's connections (64 at most) idle between commands, which the pool
-    counts as in use until the cache is closed.
+    server closed while idle is replaced and the command sent again. The cache keeps up to a
+    quarter of the pool's connections (64 at most) idle between commands; the pool counts them
+    as in use until the cache is closed. Clients passed in, Cluster and Sentinel clients, and a
+    pool of fewer than 64 connections (``max_connections``; redis-py's default is 100) use
+    redis-py's client as it is.
 
     Args:
         client: A redis-py client, asyncio or sync: ``Redis``, ``RedisCluster``, or a
