@@ -678,6 +678,47 @@ async def test_a_superseded_replay_leaves_no_stale_value_in_its_own_l1(
         assert (found, cached) in ((False, None), (True, "newer"))
 
 
+async def test_a_read_during_a_replay_is_not_answered_by_a_superseded_write(
+    redis_sentinel: RedisSentinel,
+) -> None:
+    # b's replay batch holds two writes: "k", which a outdated meanwhile (so it is dropped),
+    # and "other", whose write is held in flight. A read of "k" on b in that round trip must
+    # not be answered from b's dropped write, or b's L1 keeps it while L2 holds a's value.
+    topology = sentinel_topology(redis_sentinel)
+    faults = Faults(ConnectionError("b's L2 writes fail"), "set")
+    gate = Gate("set")
+    replaying = df.Resilience(recovery_interval=0.05, cooldown=0.1, timeout=5)
+    async with (
+        fleet_node(topology, resilience=replaying, distributed_layers=[faults, gate]) as b,
+        fleet_node(topology) as a,
+        node(topology, memory=None) as reader,
+    ):
+        a_heard = count_events(a, "backplane_messages")
+        b_heard = count_events(b, "backplane_messages")
+        await b.set("k", "older")  # queued for a replay
+        await b.set("other", "b's")  # queued too
+        assert b.stats().recovery_pending == 2
+        await wait_for(a_heard(2))
+        await a.set("k", "newer")  # into L2; b drops its copy
+        await wait_for(b_heard(1))
+        faults.failing = False
+
+        async def in_flight() -> bool:  # the replay: "k" dropped as outdated, "other" held
+            return gate.calls["set"] == 1
+
+        await eventually(in_flight)
+        assert await b.get("k") == "newer"
+        gate.open()
+
+        async def replayed() -> bool:
+            return b.stats().recovery_pending == 0
+
+        await eventually(replayed)
+        assert await reader.try_get("k") == (True, "newer")
+        assert await reader.try_get("other") == (True, "b's")
+        assert await b.try_get("k", options=L1_ONLY) in ((False, None), (True, "newer"))
+
+
 async def test_a_read_while_a_set_is_in_flight_leaves_l1_coherent(
     redis_sentinel: RedisSentinel,
 ) -> None:

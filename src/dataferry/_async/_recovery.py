@@ -314,8 +314,17 @@ class AsyncL2Writer:
             outdated = await self._superseded(batch, left)
             if outdated is None:
                 return False  # the L2 can't be read: don't replay blind, try again later
-            if outdated and self.on_written is not None:
-                await self._tell("superseded", outdated, outdated)
+            if outdated:
+                gone = set(outdated)
+                with self._lock:
+                    # No longer this cache's value: a read of the key must not be answered
+                    # from it (peek) while the rest of the batch is written. One that was, in
+                    # the round trip of that write, refilled L1 after the drop below.
+                    for skey, op in batch:
+                        if skey in gone:
+                            op.dead = True
+                if self.on_written is not None:
+                    await self._tell("superseded", outdated, outdated)
             todo = [(k, op) for k, op in batch if k in left] if outdated else batch
             for operation, keys, method, args in self._calls(todo):
                 try:
