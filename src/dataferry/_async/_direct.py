@@ -31,6 +31,8 @@ import os
 import weakref
 from typing import Any
 
+import redis
+import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = ["AsyncDirect"]
@@ -40,6 +42,14 @@ __all__ = ["AsyncDirect"]
 #: alone. The pool counts them as in use: it keeps at least three quarters for the rest.
 _MAX_IDLE = 64
 _MIN_POOL = 64
+#: The pools whose connections are used directly: redis-py's own, exactly (not a Sentinel's,
+#: which finds the master on connect, nor a subclass).
+_POOLS = (
+    redis.ConnectionPool,
+    redis.BlockingConnectionPool,
+    redis.asyncio.ConnectionPool,
+    redis.asyncio.BlockingConnectionPool,
+)
 #: Every live object, for the fork hook.
 _LIVE: weakref.WeakSet[AsyncDirect] = weakref.WeakSet()
 
@@ -69,11 +79,7 @@ class AsyncDirect:
         count as in use against the client's other commands.
         """
         pool = getattr(client, "connection_pool", None)
-        if getattr(client, "connection", None) is not None or pool is None:
-            return None
-        if type(pool).__module__ not in ("redis.connection", "redis.asyncio.connection"):
-            return None
-        if type(pool).__name__ not in ("ConnectionPool", "BlockingConnectionPool"):
+        if getattr(client, "connection", None) is not None or type(pool) not in _POOLS:
             return None
         if getattr(pool, "cache", None) is not None:
             return None
@@ -108,10 +114,7 @@ class AsyncDirect:
             await conn.disconnect(True)
             await self._put_back(conn)
             raise
-        if len(idle) < self._cap:
-            idle.append(conn)
-        else:
-            await self._pool.release(conn)
+        await self._put_back(conn)
         return reply
 
     async def _put_back(self, conn: Any) -> None:

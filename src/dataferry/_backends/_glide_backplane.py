@@ -319,8 +319,8 @@ class _GlideSubscription:
     def confirm(self, before: dict[str, str]) -> None:
         """Note the connection the subscription was made on (raise if it changed meanwhile)."""
         after = self.info()
-        connection = (after.get("id", ""), after.get("addr", ""))
-        if connection != (before.get("id", ""), before.get("addr", "")):
+        connection = _identity(after)
+        if connection != _identity(before):
             raise _ConnectionLost("GLIDE reconnected while subscribing")
         if not self.subscribed(after):
             raise _ConnectionLost("the server does not list the subscription")
@@ -332,7 +332,7 @@ class _GlideSubscription:
     def check(self) -> None:
         """Raise :class:`_ConnectionLost` unless the subscription is still in place."""
         info = self.info()
-        if (info.get("id", ""), info.get("addr", "")) != self.connection:
+        if _identity(info) != self.connection:
             raise _ConnectionLost("GLIDE reconnected: messages published meanwhile were lost")
         if not self.subscribed(info):
             raise _ConnectionLost("the subscription is gone")
@@ -340,6 +340,11 @@ class _GlideSubscription:
     def release(self) -> None:
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+def _identity(info: dict[str, str]) -> tuple[str, str]:
+    """What tells one connection from its replacement in ``CLIENT INFO``: id and address."""
+    return info.get("id", ""), info.get("addr", "")
 
 
 class _GlideSubscriber(SubscriberLoop[_GlideSubscription]):

@@ -32,6 +32,8 @@ import os
 import weakref
 from typing import Any
 
+import redis
+import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = ["Direct"]
@@ -41,6 +43,14 @@ __all__ = ["Direct"]
 #: alone. The pool counts them as in use: it keeps at least three quarters for the rest.
 _MAX_IDLE = 64
 _MIN_POOL = 64
+#: The pools whose connections are used directly: redis-py's own, exactly (not a Sentinel's,
+#: which finds the master on connect, nor a subclass).
+_POOLS = (
+    redis.ConnectionPool,
+    redis.BlockingConnectionPool,
+    redis.asyncio.ConnectionPool,
+    redis.asyncio.BlockingConnectionPool,
+)
 #: Every live object, for the fork hook.
 _LIVE: weakref.WeakSet[Direct] = weakref.WeakSet()
 
@@ -70,11 +80,7 @@ class Direct:
         count as in use against the client's other commands.
         """
         pool = getattr(client, "connection_pool", None)
-        if getattr(client, "connection", None) is not None or pool is None:
-            return None
-        if type(pool).__module__ not in ("redis.connection", "redis.asyncio.connection"):
-            return None
-        if type(pool).__name__ not in ("ConnectionPool", "BlockingConnectionPool"):
+        if getattr(client, "connection", None) is not None or type(pool) not in _POOLS:
             return None
         if getattr(pool, "cache", None) is not None:
             return None
@@ -109,10 +115,7 @@ class Direct:
             conn.disconnect(True)
             self._put_back(conn)
             raise
-        if len(idle) < self._cap:
-            idle.append(conn)
-        else:
-            self._pool.release(conn)
+        self._put_back(conn)
         return reply
 
     def _put_back(self, conn: Any) -> None:
