@@ -139,6 +139,20 @@ async def test_a_cancelled_read_leaves_no_reply_behind(redis_server: RedisServer
         await cache.aclose()
 
 
+async def test_every_value_redis_py_takes_is_stored_as_its_bytes(
+    half: Half, redis_server: RedisServer
+) -> None:
+    # GET, MGET and SET are packed by hiredis on this path; it refuses a bytearray, which
+    # redis-py's own packer takes. Non-ASCII keys go as UTF-8, as redis-py sends them.
+    await half.set("clé:ключ", bytearray(b"\x00one"), 60)
+    await half.set("view", memoryview(b"two\r\n"), 60)
+    assert await half.get_many(["clé:ключ", "view", "none"]) == [b"\x00one", b"two\r\n", None]
+    assert redis_server.execute("GET", "clé:ключ", decode=False) == b"\x00one"
+    with pytest.raises(DistributedCacheError):
+        await half.set("k", ["not", "bytes"], 60)  # type: ignore[arg-type]
+    assert await half.get("k") is None
+
+
 async def test_connections_the_server_dropped_while_idle_are_replaced_without_an_error(
     half: Half, redis_server: RedisServer
 ) -> None:

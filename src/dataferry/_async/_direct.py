@@ -7,9 +7,12 @@ connection back. On loopback that is about half the time of a 1 KB ``GET`` with 
 client, and a third with asyncio. A cache sends a few simple commands over and over, so for
 ``GET``, ``MGET`` and ``SET`` a :class:`~dataferry.RedisCache` built by ``from_url`` keeps the
 connections it uses checked out of the client's pool, in a list of idle ones, and talks to
-them through redis-py's own connection API (``send_command``, ``read_response``): the same
-sockets, parser (hiredis) and connection setup (``HELLO``, ``AUTH``, ``SELECT``, client name),
-without the per-command bookkeeping.
+them through redis-py's own connection API (``send_packed_command``, ``read_response``): the
+same sockets, parser (hiredis) and connection setup (``HELLO``, ``AUTH``, ``SELECT``, client
+name), without the per-command bookkeeping. Commands are packed by hiredis's
+``pack_command`` (C), not by redis-py's packer: the asyncio client's is pure Python and joins
+its buffer once per argument, about 1 ms for an ``MGET`` of 1000 keys where hiredis takes
+0.15 ms (the sync client's 0.33 ms), and 2 µs for a ``GET`` where hiredis takes 0.4 µs.
 
 What that bookkeeping guards against is kept:
 
@@ -35,6 +38,11 @@ import redis
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+try:
+    from hiredis import pack_command
+except ImportError:  # pragma: no cover - redis[hiredis] is a core dependency
+    pack_command = None  # type: ignore[assignment]
+
 __all__ = ["AsyncDirect"]
 
 #: Connections kept idle for one pool (more go back to it): a quarter of its max_connections
@@ -44,6 +52,9 @@ _MAX_IDLE = 64
 _MIN_POOL = 64
 #: The pools whose connections are used directly: redis-py's own, exactly (not a Sentinel's,
 #: which finds the master on connect, nor a subclass).
+#: hiredis's packer: a tuple of str, bytes, int or float to one RESP command (typed Any: its
+#: stub says a 1-tuple).
+_pack: Any = pack_command
 _POOLS = (
     redis.ConnectionPool,
     redis.BlockingConnectionPool,
@@ -76,8 +87,10 @@ class AsyncDirect:
         That is: a single-connection client, a pool of another kind (a Sentinel's, which finds
         the master on connect, or a subclass), one with client-side caching, or a pool of
         fewer than 64 connections (redis-py's default is 100): the connections kept here
-        count as in use against the client's other commands.
+        count as in use against the client's other commands. Also None without hiredis.
         """
+        if _pack is None:  # pragma: no cover - redis[hiredis] is a core dependency
+            return None
         pool = getattr(client, "connection_pool", None)
         if getattr(client, "connection", None) is not None or type(pool) not in _POOLS:
             return None
@@ -90,6 +103,13 @@ class AsyncDirect:
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply (redis-py's exceptions pass through)."""
+        # A list of one: the sync connections iterate over what they are given.
+        try:
+            command = [_pack(args)]
+        except TypeError:
+            # hiredis takes str, bytes, memoryview, int and float, not a bytearray: that goes
+            # as bytes, as redis-py sends it (anything else stays a TypeError).
+            command = [_pack(tuple(bytes(a) if isinstance(a, bytearray) else a for a in args))]
         idle = self._idle
         try:
             conn = idle.pop()
@@ -99,14 +119,14 @@ class AsyncDirect:
             reused = False
         try:
             try:
-                await conn.send_command(*args)
+                await conn.send_packed_command(command)
                 reply = await conn.read_response()
             except (RedisConnectionError, OSError) as exc:
                 if not reused or isinstance(exc, TimeoutError):
                     raise
                 # The server closed it while it sat idle: once more, on a new connection.
                 await conn.disconnect()
-                await conn.send_command(*args)
+                await conn.send_packed_command(command)
                 reply = await conn.read_response()
         except BaseException:
             # Its reply may still come: never read from it again (a new socket next time).
