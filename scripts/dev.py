@@ -98,7 +98,6 @@ def main(argv: list[str]) -> int:
         check()
         # The docs site, strict: a broken link or cross-reference, or a page left out of the
         # nav, fails the tests (tests/test_docs.py runs the pages' code blocks).
-        # The docs site, in strict mode: a broken link or cross-reference fails the tests.
         # (NO_MKDOCS_2_WARNING: the theme's banner about a future MkDocs, not about our docs.)
         os.environ["NO_MKDOCS_2_WARNING"] = "1"
         run(BIN / "mkdocs", "build", "--strict", "--quiet", "--site-dir", ROOT / "site")
