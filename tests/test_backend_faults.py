@@ -114,12 +114,33 @@ async def test_a_reply_that_came_too_late_is_never_read_by_a_later_command(
         await half.get("one")  # sent; its reply comes once the server is resumed
     with pytest.raises(DistributedCacheError):
         await half.get_many(["one", "two"])
+    with pytest.raises(DistributedCacheError):
+        await half.set_many([("three", b"3", 60.0), ("one", b"1", 60.0)])
     redis_server.resume()
     await wait_until(recovers(lambda: half.get("two")))
     for _ in range(3):
         assert await half.get("two") == b"2"
         assert await half.get_many(["two", "one"]) == [b"2", b"1"]
         assert await half.get("one") == b"1"
+
+
+async def test_an_error_reply_in_a_batch_leaves_no_reply_behind(
+    half: Half, redis_server: RedisServer
+) -> None:
+    # set_many sends its SETs in one write and reads the replies in turn: the first error
+    # reply raises, and the replies after it must never be read by a later command.
+    await half.set("k", b"v", 60)
+    redis_server.execute("CONFIG", "SET", "maxmemory", "1")  # every write is refused (OOM)
+    try:
+        with pytest.raises(DistributedCacheError) as info:
+            await half.set_many([("a", b"1", 60.0), ("b", b"2", 60.0), ("c", b"3", 60.0)])
+        assert "maxmemory" in str(info.value)
+    finally:
+        redis_server.execute("CONFIG", "SET", "maxmemory", "0")
+    assert await half.get("k") == b"v"
+    assert await half.get_many(["k", "a", "b"]) == [b"v", None, None]
+    await half.set_many([("a", b"1", 60.0), ("b", b"2", 60.0)])
+    assert await half.get_many(["a", "b", "k"]) == [b"1", b"2", b"v"]
 
 
 async def test_a_cancelled_read_leaves_no_reply_behind(redis_server: RedisServer) -> None:

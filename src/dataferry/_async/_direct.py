@@ -5,9 +5,9 @@ from its pool (under a lock, with a ``poll()`` to check that the socket holds no
 runs the command through its retry helper and its observability hooks, and puts the
 connection back. On loopback that is about half the time of a 1 KB ``GET`` with the sync
 client, and a third with asyncio. A cache sends a few simple commands over and over, so for
-``GET``, ``MGET`` and ``SET`` a :class:`~dataferry.RedisCache` built by ``from_url`` keeps the
-connections it uses checked out of the client's pool, in a list of idle ones, and talks to
-them through redis-py's own connection API (``send_packed_command``, ``read_response``): the
+``GET``, ``MGET`` and ``SET`` (one, or a batch of them in one write: ``set_many``) a
+:class:`~dataferry.RedisCache` built by ``from_url`` keeps the connections it uses checked out
+of the client's pool, in a list of idle ones, and talks to them through redis-py's own connection API (``send_packed_command``, ``read_response``): the
 same sockets, parser (hiredis) and connection setup (``HELLO``, ``AUTH``, ``SELECT``, client
 name), without the per-command bookkeeping. Commands are packed by hiredis's
 ``pack_command`` (C), not by redis-py's packer: the asyncio client's is pure Python and joins
@@ -22,7 +22,8 @@ What that bookkeeping guards against is kept:
   one and never reads a stale reply;
 * a connection the server closed while it sat idle (a restart, the server's ``timeout``): the
   command goes once more on a new connection. Only these three commands take this path, and a
-  repeated ``GET``, ``MGET`` or ``SET ... PX`` changes nothing; a timeout is never repeated;
+  repeated ``GET``, ``MGET`` or ``SET ... PX`` (or batch of them) changes nothing; a timeout is
+  never repeated;
 * a fork: the child forgets the parent's connections (as redis-py's pool does).
 
 The async half lives here; ``scripts/unasync.py`` generates the sync half.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -103,31 +105,36 @@ class AsyncDirect:
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply (redis-py's exceptions pass through)."""
-        # A list of one: the sync connections iterate over what they are given.
-        try:
-            command = [_pack(args)]
-        except TypeError:
-            # hiredis takes str, bytes, memoryview, int and float, not a bytearray: that goes
-            # as bytes, as redis-py sends it (anything else stays a TypeError).
-            command = [_pack(tuple(bytes(a) if isinstance(a, bytearray) else a for a in args))]
+        return await self._exchange([_packed(args)], None, args[0])
+
+    async def execute_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write (a pipeline, no ``MULTI``) and return their replies.
+
+        An error reply raises redis-py's ``ResponseError``, and the connection is closed
+        rather than read further (the replies after it are never read).
+        """
+        packed = b"".join([_packed(command) for command in commands])
+        replies: list[Any] = await self._exchange([packed], len(commands), commands[0][0])
+        return replies
+
+    async def _exchange(self, command: list[bytes], count: int | None, name: str) -> Any:
+        """Write ``command`` on an idle connection; read one reply, or a list of ``count``."""
         idle = self._idle
         try:
             conn = idle.pop()
             reused = True
         except IndexError:
-            conn = await self._connection(args[0])
+            conn = await self._connection(name)
             reused = False
         try:
             try:
-                await conn.send_packed_command(command)
-                reply = await conn.read_response()
+                reply = await _round_trip(conn, command, count)
             except (RedisConnectionError, OSError) as exc:
                 if not reused or isinstance(exc, TimeoutError):
                     raise
                 # The server closed it while it sat idle: once more, on a new connection.
                 await conn.disconnect()
-                await conn.send_packed_command(command)
-                reply = await conn.read_response()
+                reply = await _round_trip(conn, command, count)
         except BaseException:
             # Its reply may still come: never read from it again (a new socket next time).
             # (nowait: positional, which the sync connections of every redis-py take too.)
@@ -149,6 +156,24 @@ class AsyncDirect:
             return await self._pool.get_connection()
         except TypeError:  # pragma: no cover - redis-py < 5.3 wants the command's name
             return await self._pool.get_connection(command)
+
+
+def _packed(args: tuple[Any, ...]) -> bytes:
+    """One command in RESP, by hiredis (C)."""
+    try:
+        return _pack(args)  # type: ignore[no-any-return]
+    except TypeError:
+        # hiredis takes str, bytes, memoryview, int and float, not a bytearray: that goes
+        # as bytes, as redis-py sends it (anything else stays a TypeError).
+        return _pack(tuple(bytes(a) if isinstance(a, bytearray) else a for a in args))  # type: ignore[no-any-return]
+
+
+async def _round_trip(conn: Any, command: list[bytes], count: int | None) -> Any:
+    # A list of one buffer: the sync connections iterate over what they are given.
+    await conn.send_packed_command(command)
+    if count is None:
+        return await conn.read_response()
+    return [await conn.read_response() for _ in range(count)]
 
 
 def _forget_in_child() -> None:  # pragma: no cover - runs in forked children only

@@ -163,7 +163,17 @@ class AsyncRedisOps:
         """Store each ``(key, value, ttl)`` with one pipeline (no transaction)."""
         if not items:
             return
-        client = self._async_clients.get(async_loop_key())
+        loop = async_loop_key()
+        direct = self._async_direct.get(loop)
+        if direct is not None:
+            try:
+                await direct.execute_many(
+                    [("SET", key, value, "PX", _px(ttl)) for key, value, ttl in items]
+                )
+            except Exception as exc:
+                raise failed("SET (pipeline)", exc) from exc
+            return
+        client = self._async_clients.get(loop)
         if client is None:
             client = self._async_connect()
         try:

@@ -164,7 +164,17 @@ class RedisOps:
         """Store each ``(key, value, ttl)`` with one pipeline (no transaction)."""
         if not items:
             return
-        client = self._sync_clients.get(sync_loop_key())
+        loop = sync_loop_key()
+        direct = self._sync_direct.get(loop)
+        if direct is not None:
+            try:
+                direct.execute_many(
+                    [("SET", key, value, "PX", _px(ttl)) for key, value, ttl in items]
+                )
+            except Exception as exc:
+                raise failed("SET (pipeline)", exc) from exc
+            return
+        client = self._sync_clients.get(loop)
         if client is None:
             client = self._sync_connect()
         try:
