@@ -2,17 +2,18 @@
 
 redis-py's client wraps every command in about a hundred Python calls: it takes a connection
 from its pool (under a lock, with a ``poll()`` to check that the socket holds no stray data),
-runs the command through its retry helper and its observability hooks, and puts the
-connection back. On loopback that is about half the time of a 1 KB ``GET`` with the sync
-client, and a third with asyncio. A cache sends a few simple commands over and over, so for
-``GET``, ``MGET`` and ``SET`` (one, or a batch of them in one write: ``set_many``) a
+runs the command through its retry helper and its observability hooks, and puts the connection
+back. On loopback that is about half the time of a 1 KB ``GET`` with the sync client, and a
+third with asyncio. A cache sends a few simple commands over and over, so for ``GET``, ``MGET``
+and ``SET`` (one, or a batch of them in one write: ``set_many``) a
 :class:`~dataferry.RedisCache` built by ``from_url`` keeps the connections it uses checked out
-of the client's pool, in a list of idle ones, and talks to them through redis-py's own connection API (``send_packed_command``, ``read_response``): the
-same sockets, parser (hiredis) and connection setup (``HELLO``, ``AUTH``, ``SELECT``, client
-name), without the per-command bookkeeping. Commands are packed by hiredis's
-``pack_command`` (C), not by redis-py's packer: the asyncio client's is pure Python and joins
-its buffer once per argument, about 1 ms for an ``MGET`` of 1000 keys where hiredis takes
-0.15 ms (the sync client's 0.33 ms), and 2 µs for a ``GET`` where hiredis takes 0.4 µs.
+of the client's pool, in a list of idle ones, and talks to them through redis-py's own
+connection API (``send_packed_command``, ``read_response``): the same sockets, parser (hiredis)
+and connection setup (``HELLO``, ``AUTH``, ``SELECT``, client name), without the per-command
+bookkeeping. Commands are packed by hiredis's ``pack_command`` (C), not by redis-py's packer:
+the asyncio client's is pure Python and joins its buffer once per argument, about 1 ms for an
+``MGET`` of 1000 keys where hiredis takes 0.15 ms (the sync client's 0.33 ms), and 2 µs for a
+``GET`` where hiredis takes 0.4 µs.
 
 What that bookkeeping guards against is kept:
 
