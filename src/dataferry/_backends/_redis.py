@@ -194,10 +194,12 @@ class RedisCache(AsyncRedisOps, RedisOps, PerLoopClients[_LoopClients]):
     off: DataFerry's resilience layer retries).
 
     **The command path.** A standalone cache built by :meth:`from_url` (without a ``retry``
-    option) sends ``GET``, ``MGET`` and ``SET`` on connections it keeps checked out of its
-    client's pool, through redis-py's connection API, instead of through the client's command
-    wrapper (a pool checkout with a ``poll()``, retries, observability hooks: about half the
-    time of a 1 KB ``GET`` on loopback). Connections stay redis-py's, with the same setup; one
+    option) sends ``GET``, ``MGET`` and ``SET`` (and ``set_many``'s batch of ``SET``, in one
+    write) on connections it keeps checked out of its client's pool, through redis-py's
+    connection API, instead of through the client's command wrapper (a pool checkout with a
+    ``poll()``, retries, observability hooks: about half the time of a 1 KB ``GET`` on
+    loopback), packed by hiredis rather than by redis-py's Python packer (about 1 ms of an
+    asyncio ``MGET`` of 1000 keys). Connections stay redis-py's, with the same setup; one
     whose reply may still arrive (a timeout, a cancelled task) is closed at once, and one the
     server closed while idle is replaced and the command sent again. The cache keeps up to a
     quarter of the pool's connections (64 at most) idle between commands; the pool counts them
