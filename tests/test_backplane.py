@@ -449,11 +449,11 @@ def test_messages_carry_their_sending_time() -> None:
         b"",
         b"\x01",
         b"\x01\x01\x08abc",  # truncated sender
-        encode_message(b"s", Action.SET, "k", 1)[:12],  # truncated version
-        b"\x02" + encode_message(b"s", Action.SET, "k", 1)[1:],  # a later format
-        b"\x01\x09" + encode_message(b"s", Action.SET, "k", 1)[2:],  # unknown action
+        encode_message(b"s", Action.SET, "k", 1, sent_at=7)[:12],  # truncated version
+        b"\x02" + encode_message(b"s", Action.SET, "k", 1, sent_at=7)[1:],  # a later format
+        b"\x01\x09" + encode_message(b"s", Action.SET, "k", 1, sent_at=7)[2:],  # unknown action
         b"\x01\x01\x00" + bytes(16),  # empty sender
-        encode_message(b"s", Action.SET, "", 1) + b"\xff\xfe",  # key not UTF-8
+        encode_message(b"s", Action.SET, "", 1, sent_at=7) + b"\xff\xfe",  # key not UTF-8
         "not bytes",
     ],
 )
