@@ -24,7 +24,7 @@ What that bookkeeping guards against is kept:
   one and never reads a stale reply;
 * a connection the server closed while it sat idle (a restart, the server's ``timeout``): the
   command goes once more on a new connection. Only these three commands take this path, and a
-  repeated ``GET``, ``MGET`` or ``SET ... PX`` (or batch of them) changes nothing; a timeout is
+  repeated ``GET``, ``MGET`` or ``SET ... PX`` (or a batch of them) changes nothing; a timeout is
   never repeated;
 * a fork: the child forgets the parent's connections (as redis-py's pool does).
 
@@ -54,11 +54,11 @@ __all__ = ["Direct"]
 #: alone. The pool counts them as in use: it keeps at least three quarters for the rest.
 _MAX_IDLE = 64
 _MIN_POOL = 64
-#: The pools whose connections are used directly: redis-py's own, exactly (not a Sentinel's,
-#: which finds the master on connect, nor a subclass).
 #: hiredis's packer: a tuple of str, bytes, int or float to one RESP command (typed Any: its
 #: stub says a 1-tuple).
 _pack: Any = pack_command
+#: The pools whose connections are used directly: redis-py's own, exactly (not a Sentinel's,
+#: which finds the master on connect, nor a subclass).
 _POOLS = (
     redis.ConnectionPool,
     redis.BlockingConnectionPool,
