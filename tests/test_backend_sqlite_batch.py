@@ -72,6 +72,26 @@ def in_flight(cache: SQLiteCache) -> bool:
     return batch is not None and batch.draining and not batch.pending
 
 
+def idle(cache: SQLiteCache) -> bool:
+    """Whether no worker is committing this loop's writes, nor about to."""
+    batch = cache._loop_writes.get(asyncio.get_running_loop())
+    return batch is None or not batch.draining
+
+
+async def hold_in_flight(cache: SQLiteCache, writes: list[Any]) -> list[asyncio.Future[Any]]:
+    """Start ``writes`` (coroutines) as tasks and wait until one batch has taken them all.
+
+    The batch before must have ended first: a worker still finishing it (on a loaded machine,
+    a while after its callers woke up) would otherwise take the new writes one by one, or
+    look in flight before they are even queued.
+    """
+    await until(lambda: idle(cache))
+    tasks = [asyncio.ensure_future(write) for write in writes]
+    await asyncio.sleep(0)  # each queued its write; the first one started a batch
+    await until(lambda: in_flight(cache))
+    return tasks
+
+
 # -- many writers -------------------------------------------------------------------------------
 
 
@@ -401,8 +421,7 @@ async def test_a_cancelled_writer_loses_only_its_own_write(path: Path) -> None:
         await cache.aset("warm", b"v", 60)
         with raw(path) as holder:
             holder.execute("BEGIN IMMEDIATE")  # holds the first batch in flight
-            flying = [asyncio.ensure_future(cache.aset(f"f{i}", b"1", 60)) for i in range(5)]
-            await until(lambda: in_flight(cache))
+            flying = await hold_in_flight(cache, [cache.aset(f"f{i}", b"1", 60) for i in range(5)])
             waiting = [asyncio.ensure_future(cache.aset(f"w{i}", b"2", 60)) for i in range(5)]
             await asyncio.sleep(0)  # each queued its write
             flying[2].cancel()  # its write is in flight: it completes for the others' sake
@@ -418,8 +437,7 @@ async def test_a_cancelled_writer_loses_only_its_own_write(path: Path) -> None:
         # A batch whose every caller was cancelled before it started writes nothing.
         with raw(path) as holder:
             holder.execute("BEGIN IMMEDIATE")
-            flying = [asyncio.ensure_future(cache.aset("f-again", b"1", 60))]
-            await until(lambda: in_flight(cache))
+            flying = await hold_in_flight(cache, [cache.aset("f-again", b"1", 60)])
             waiting = [asyncio.ensure_future(cache.aset(f"x{i}", b"2", 60)) for i in range(3)]
             await asyncio.sleep(0)
             for task in waiting:
@@ -574,8 +592,7 @@ async def test_aclose_waits_for_the_writes_in_flight(path: Path) -> None:
     await cache.aset("warm", b"v", 60)
     with raw(path) as holder:
         holder.execute("BEGIN IMMEDIATE")
-        tasks = [asyncio.ensure_future(cache.aset(f"k{i}", b"v", 60)) for i in range(10)]
-        await until(lambda: in_flight(cache))
+        tasks = await hold_in_flight(cache, [cache.aset(f"k{i}", b"v", 60) for i in range(10)])
         # And the writes queued behind that batch.
         tasks += [asyncio.ensure_future(cache.aset(f"n{i}", b"v", 60)) for i in range(10)]
         await asyncio.sleep(0)
