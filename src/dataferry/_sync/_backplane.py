@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -60,6 +61,7 @@ class BackplaneAccessor:
         "_down",
         "_many",
         "_pending",
+        "_pending_lock",
         "_retrying",
         "_runtime",
         "sender",
@@ -72,6 +74,10 @@ class BackplaneAccessor:
         self._channel = f"{{{core.namespace}}}:dataferry:backplane"
         self.sender = SenderId()
         self._pending: OrderedDict[str, Action] = OrderedDict()
+        # Callers in several threads (the sync facade, or loops in threads) keep and flush
+        # failed publishes at once: an unguarded OrderedDict raised "mutated during iteration"
+        # into a caller's set() during a failover under load.
+        self._pending_lock = threading.Lock()
         self._down = False
         self._runtime = runtime
         self._retrying = False
@@ -221,21 +227,26 @@ class BackplaneAccessor:
 
     def _keep(self, action: Action, skey: str) -> None:
         pending = self._pending
-        pending.pop(skey, None)
-        pending[skey] = action
-        while len(pending) > PENDING_LIMIT:
-            pending.popitem(last=False)
-            self._core.events.backplane_dropped += 1
+        with self._pending_lock:
+            pending.pop(skey, None)
+            pending[skey] = action
+            while len(pending) > PENDING_LIMIT:
+                pending.popitem(last=False)
+                self._core.events.backplane_dropped += 1
 
     def flush(self) -> None:
         """Send again what failed before (stops at the first failure)."""
-        pending = self._pending
-        while pending:
-            skey, action = next(iter(pending.items()))
+        pending, lock = self._pending, self._pending_lock
+        while True:
+            with lock:
+                if not pending:
+                    return
+                skey, action = next(iter(pending.items()))
             if not self._send(action, skey):
                 return
-            if pending.get(skey) is action:
-                del pending[skey]
+            with lock:
+                if pending.get(skey) is action:
+                    del pending[skey]
 
     def _retry_later(self) -> None:
         # Failed publishes are sent again after the next one that works, and by this job
