@@ -316,13 +316,12 @@ class L2Writer:
             if outdated is None:
                 return False  # the L2 can't be read: don't replay blind, try again later
             if outdated:
-                gone = set(outdated)
                 with self._lock:
                     # No longer this cache's value: a read of the key must not be answered
                     # from it (peek) while the rest of the batch is written. One that was, in
                     # the round trip of that write, refilled L1 after the drop below.
                     for skey, op in batch:
-                        if skey in gone:
+                        if skey not in left:  # taken out by _superseded: outdated
                             op.dead = True
                 if self.on_written is not None:
                     self._tell("superseded", outdated, outdated)
