@@ -178,7 +178,10 @@ def test_request_budget_is_exact_and_baseline_optional() -> None:
 
 def test_demo_against_redis(redis_url: str) -> None:
     out = io.StringIO()
-    result = run_demo(tiny(redis_url=redis_url, baseline=False), out=out, err=io.StringIO())
+    # A request budget, not a duration: on a loaded machine 0.5 s once held only ~250 requests,
+    # too few to evict from the L1 and read a product back from Redis.
+    config = tiny(redis_url=redis_url, baseline=False, requests=2_000, l1_size=25)
+    result = run_demo(config, out=out, err=io.StringIO())
 
     check_cached_run(result)
     assert result.l2_name == f"RedisCache(url='{redis_url}')"
