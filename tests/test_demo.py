@@ -66,8 +66,13 @@ def tiny(**changes: object) -> DemoConfig:
     return DemoConfig(**base)  # type: ignore[arg-type]
 
 
-def check_cached_run(result: DemoResult) -> None:
-    """What every demo run must show, whatever its L2."""
+def check_cached_run(result: DemoResult, *, both_levels: bool = True) -> None:
+    """What every demo run must show, whatever its L2.
+
+    ``both_levels``: the run was long enough to evict from the L1 and read products back
+    from the L2 (a request budget of a few thousand; a run of fixed seconds holds however
+    many requests the machine managed).
+    """
     cached, warm, stats = result.cached, result.warm, result.stats
     assert cached.requests > 0
     assert cached.requests_per_second > 0
@@ -76,12 +81,12 @@ def check_cached_run(result: DemoResult) -> None:
     assert 0 < stats.factory_calls == cached.database_queries <= result.distinct_keys
     assert stats.factory_calls < cached.requests
     assert stats.factory_errors == stats.distributed_errors == stats.decode_errors == 0
-    # The L1 is a quarter of the products: both levels answer.
     assert stats.memory_hits > 0
-    assert stats.distributed_hits > 0
-    assert 0 < cached.l1_hit_ratio < 1
-    assert 0 < cached.l2_hit_ratio <= 1
-    assert cached.l1_hit_ratio < cached.hit_ratio == stats.hit_ratio <= 1
+    assert 0 < cached.l1_hit_ratio <= cached.hit_ratio == stats.hit_ratio <= 1
+    if both_levels:  # the L1 holds a part of the products: both levels answer
+        assert stats.distributed_hits > 0
+        assert cached.l1_hit_ratio < cached.hit_ratio
+        assert 0 < cached.l2_hit_ratio <= 1
     # The warm part is the tail of the same run, counted on its own.
     assert 0 < warm.requests < cached.requests
     assert 0 < warm.seconds < cached.seconds
@@ -114,7 +119,9 @@ def test_embedded_demo_measures_both_runs(capsys: pytest.CaptureFixture[str]) ->
     out = io.StringIO()
     result = run_demo(tiny(), out=out)
 
-    check_cached_run(result)
+    # 0.5 s: ~17,000 requests here, a few hundred on a loaded machine (too few to evict from
+    # the L1). The budgeted runs below check that both levels answer.
+    check_cached_run(result, both_levels=False)
     assert result.l2_name.startswith("SQLiteCache")
     assert result.l1_size == 100
     baseline = result.baseline
