@@ -233,13 +233,15 @@ class Reading:
 
 
 class HoldAfter:
-    """Lets the chosen L2 reads reach Redis, then holds their answer until :meth:`release`.
+    """Lets the chosen L2 calls reach Redis, then holds their answer until :meth:`release`.
 
     A read that began before another node's write comes back with the old value late: the race
-    that versioned invalidation closes.
+    that versioned invalidation closes. Holding a ``"set"``: a write that landed, its caller
+    not told yet.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, operation: str = "get") -> None:
+        self.operation = operation
         self.holding = False
         self.answered = threading.Event()
         self._release = threading.Event()
@@ -251,7 +253,7 @@ class HoldAfter:
         self, operation: str, keys: Sequence[str], call: Callable[[], Awaitable[Any]]
     ) -> Any:
         result = await call()
-        if operation == "get" and self.holding:
+        if operation == self.operation and self.holding:
             self.holding = False
             self.answered.set()
             await wait_event(self._release)
@@ -259,7 +261,7 @@ class HoldAfter:
 
     def run(self, operation: str, keys: Sequence[str], call: Callable[[], Any]) -> Any:
         result = call()
-        if operation == "get" and self.holding:
+        if operation == self.operation and self.holding:
             self.holding = False
             self.answered.set()
             assert self._release.wait(10)

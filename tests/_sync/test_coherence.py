@@ -21,6 +21,7 @@ import dataferry as df
 from tests.chaos import (
     Latch,
     Reading,
+    Faults,
     Gate,
     HoldAfter,
     sync_until,
@@ -232,6 +233,80 @@ def test_a_read_during_a_remove_never_puts_the_old_value_back(
         # Once the change is done, the old value is in neither level.
         assert cache.get("k", options=df.EntryOptions(skip_distributed=True)) is None
         assert cache.get("k") is None
+
+
+class HeldBackplane(df.RedisBackplane):
+    """A RedisBackplane whose next publish, once ``armed``, waits until ``opened`` is set."""
+
+    armed: bool
+    reached: threading.Event
+    opened: threading.Event
+
+    def publish(self, channel: str, payload: bytes, /) -> None:
+        if self.armed:
+            self.armed = False
+            self.reached.set()
+            sync_wait(self.opened)
+        super().publish(channel, payload)
+
+
+def test_a_read_while_a_replay_is_announced_takes_what_l2_holds(redis_url: str) -> None:
+    # a's write failed and was queued. Once its replay has landed, a tells the other nodes;
+    # b writes the key meanwhile (after the replay). a's read must get b's value from L2,
+    # not the replayed bytes still in a's queue, or a's L1 keeps them for good.
+    faults = Faults(ConnectionError("redis down"))
+    held = HeldBackplane.from_url(redis_url)
+    held.armed, held.reached, held.opened = False, threading.Event(), threading.Event()
+    a = df.DataFerry(
+        namespace="coh",
+        distributed=df.RedisCache.from_url(redis_url),
+        distributed_layers=[faults],
+        resilience=df.Resilience(failure_threshold=0, recovery_interval=0.02),
+        backplane=held,
+    )
+    heard = count_events(a, "backplane_messages")
+    with a, node(redis_url) as b:
+        a.set("k", "a's")  # the L2 fails: queued for replay
+        assert a.stats().recovery_pending == 1
+        held.armed = True
+        faults.failing = False  # the replay lands, then its announcement is held
+        sync_wait(held.reached)
+        b.set("k", "b's")
+        sync_wait(heard(1))
+        assert a.get("k") == "b's"
+        held.opened.set()
+
+        def replayed() -> bool:
+            return a.stats().recovery_pending == 0
+
+        sync_until(replayed)
+        assert a.stats().recovery_replays == 1
+        assert a.get("k") == "b's"
+
+
+def test_a_background_write_overtaken_in_flight_leaves_l1_to_the_newer_value(
+    redis_url: str,
+) -> None:
+    # a's background write reached L2 (its answer held); b's write lands after it and a hears
+    # of it. A read on a may then answer a's own write, still in flight, but a's L1 must not
+    # keep it once the write is done: L2 holds b's value.
+    hold = HoldAfter("set")
+    a = node(redis_url, distributed_layers=[hold], resilience=df.Resilience(timeout=5))
+    heard = count_events(a, "backplane_messages")
+    with a, node(redis_url) as b:
+        hold.holding = True
+        a.set("k", "a's", options=df.EntryOptions(background_distributed_writes=True))
+        sync_wait(hold.answered)
+        b.set("k", "b's")
+        sync_wait(heard(1))
+        assert a.get("k") in ("a's", "b's")
+        hold.release()
+
+        def landed() -> bool:
+            return a.stats().recovery_pending == 0
+
+        sync_until(landed)
+        assert a.get("k") == "b's"
 
 
 def test_a_failed_publish_is_retried_without_another_write(

@@ -197,6 +197,7 @@ class AsyncDataFerry:
                 core.l2,
                 layers,
                 core.events,
+                core.versions,
                 policy,
                 runtime.close_timeout,
                 step=None if tel is None else tel.l2_call,
@@ -1273,15 +1274,17 @@ class AsyncDataFerry:
         if self._bp is not None:
             await self._bp.publish(Action.REMOVE, skeys)
 
-    async def _landed(self, operation: str, skeys: list[str], replayed: list[str]) -> None:
+    async def _landed(self, operation: str, skeys: list[str], untrusted: list[str]) -> None:
         """Queued L2 operations landed (or, ``superseded``, were dropped as outdated).
 
-        Replays happen long after their call: meanwhile this node's L1 may have taken another
-        value (a read answered from its own queue, or from L2 after another node's write), so
-        their keys are dropped from it. The other nodes hear of what landed.
+        ``untrusted``: keys whose L1 entry may not be what the L2 holds. A replay happens long
+        after its call, and a background write may have been overtaken by another node's:
+        meanwhile this node's L1 may have taken another value (a read answered from its own
+        queue, or from L2 after another node's write), so they are dropped from it. The other
+        nodes hear of what landed.
         """
         core = self._core
-        for skey in replayed:
+        for skey in untrusted:
             core.invalidate(skey)
         if self._bp is not None and operation != "superseded":
             await self._bp.written(operation, skeys)

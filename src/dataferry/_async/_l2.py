@@ -19,6 +19,7 @@ from typing import Any
 
 from dataferry._async._recovery import CAS, DELETE, NOT_QUEUED, SET, AsyncL2Writer, Op
 from dataferry._backends import DistributedCache
+from dataferry._core import Versions
 from dataferry._errors import CircuitOpenError, DataFerryError, DistributedCacheError
 from dataferry._events import CacheEvents
 from dataferry._layers import DistributedLayer
@@ -62,6 +63,7 @@ class AsyncDistributedAccessor:
         backend: DistributedCache,
         layers: Sequence[DistributedLayer],
         events: CacheEvents,
+        versions: Versions,
         resilience: Resilience | None = None,
         close_timeout: float = 5.0,
         step: Callable[[str, Sequence[str]], Any] | None = None,
@@ -118,13 +120,15 @@ class AsyncDistributedAccessor:
             interval=interval,
             replay=replay,
             wait_bound=wait,
+            versions=versions,
         )
 
     def on_written(self, callback: Callable[[str, list[str], list[str]], Awaitable[None]]) -> None:
-        """Call ``callback(operation, keys, replayed)`` after queued writes reached the L2.
+        """Call ``callback(operation, keys, untrusted)`` after queued writes reached the L2.
 
-        ``replayed``: the keys whose write had failed before; ``operation`` ``"superseded"``:
-        replays dropped because the L2 holds a newer entry.
+        ``untrusted``: the keys whose L1 entry may not be what the L2 holds (replays, and
+        background writes whose key was invalidated meanwhile); ``operation``
+        ``"superseded"``: replays dropped because the L2 holds a newer entry.
         """
         self._writer.on_written = callback
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from dataferry._backends import DistributedCache
 from dataferry._codec import Codec
+from dataferry._core import Versions
 from dataferry._events import CacheEvents
 from dataferry._synchronization import AsyncOutcome, AsyncWorker
 
@@ -55,7 +56,7 @@ Runner = Callable[..., Awaitable[Any]]
 class Op:
     """One queued L2 operation (the latest for its key)."""
 
-    __slots__ = ("data", "dead", "expected", "expires", "fresh", "kind")
+    __slots__ = ("data", "dead", "expected", "expires", "fresh", "kind", "version")
 
     def __init__(
         self,
@@ -73,8 +74,11 @@ class Op:
         self.expires = time.monotonic() + ttl if kind is SET else 0.0
         # Never tried yet (a background write): its first failure is an L2 error to count.
         self.fresh = fresh
-        # Superseded while in flight by a direct write of its key: never requeued.
+        # Landed, or superseded while in flight by a direct write of its key: never requeued,
+        # and never answered from (the L2 holds what it wrote, or something newer).
         self.dead = False
+        # The invalidation version when it was queued (see AsyncL2Writer.put).
+        self.version = 0
 
 
 class AsyncL2Writer:
@@ -96,6 +100,7 @@ class AsyncL2Writer:
         "_replay",
         "_run",
         "_sets",
+        "_versions",
         "_wait_bound",
         "_worker",
         "count",
@@ -115,6 +120,7 @@ class AsyncL2Writer:
         interval: float,
         replay: bool,
         wait_bound: float,
+        versions: Versions,
     ) -> None:
         self._backend = backend
         self._events = events
@@ -126,6 +132,7 @@ class AsyncL2Writer:
         self._interval = interval
         self._replay = replay  # False: only background writes are queued, failures dropped
         self._wait_bound = wait_bound
+        self._versions = versions
         self._sets: OrderedDict[str, Op] = OrderedDict()  # sets and compare-and-sets
         self._deletes: OrderedDict[str, Op] = OrderedDict()
         self._inflight: dict[str, tuple[AsyncOutcome, Op]] = {}
@@ -135,9 +142,10 @@ class AsyncL2Writer:
         self._worker = AsyncWorker(self._work)
         #: Queued and in-flight operations: the hot paths test it before anything else.
         self.count = 0
-        #: Called with ``(operation, keys, replayed)`` after queued operations reached the L2
-        #: (``replayed``: those that had failed before), and with ``("superseded", keys,
-        #: keys)`` for replays dropped as outdated (see :meth:`_unless_superseded`).
+        #: Called with ``(operation, keys, untrusted)`` after queued operations reached the L2
+        #: (``untrusted``: the keys whose L1 entry may no longer be what the L2 holds: see
+        #: :meth:`_untrusted`), and with ``("superseded", keys, keys)`` for replays dropped as
+        #: outdated (see :meth:`_superseded`).
         self.on_written: Callable[[str, list[str], list[str]], Awaitable[None]] | None = None
 
     # -- called by the accessor ------------------------------------------------------------------
@@ -149,6 +157,9 @@ class AsyncL2Writer:
         with self._lock:
             if self._closed:
                 return False
+            version = self._versions.current()
+            for _, op in ops:
+                op.version = version
             sets, deletes = self._sets, self._deletes
             if background:
                 new = sum(1 for k, op in ops if op.kind is not DELETE and k not in sets)
@@ -333,10 +344,14 @@ class AsyncL2Writer:
                         self._note_failure(operation, exc)
                     ok = False
                     break  # the L2 fails: don't spend a timeout per group
-                again = [skey for skey in keys if not left.pop(skey).fresh]
-                replayed += len(again)
+                landed = [left.pop(skey) for skey in keys]
+                for op in landed:
+                    # The L2 holds it now: a read must ask the L2 (another node may write the
+                    # key while the other nodes are told), not take this op's bytes for L1.
+                    op.dead = True
+                replayed += sum(1 for op in landed if not op.fresh)
                 if self.on_written is not None:
-                    await self._tell(operation, keys, again)
+                    await self._tell(operation, keys, self._untrusted(keys, landed))
         finally:
             self._settle(batch, left, outcome, replayed)
         return ok
@@ -373,10 +388,25 @@ class AsyncL2Writer:
                 del left[skey]
         return newer
 
-    async def _tell(self, operation: str, keys: list[str], replayed: list[str]) -> None:
+    def _untrusted(self, keys: list[str], landed: list[Op]) -> list[str]:
+        """The landed keys whose L1 entry may not be what the L2 holds: drop them from L1.
+
+        A replay, written long after its call: the L1 may have taken another value since.
+        A first try (a background write) whose key was invalidated while it waited or was in
+        flight: another node's write may have landed after it, and a read here may have
+        taken this op's bytes for L1 meanwhile (the queue answers reads of its keys).
+        """
+        fill_ok = self._versions.fill_ok
+        return [
+            skey
+            for skey, op in zip(keys, landed, strict=True)
+            if not op.fresh or not fill_ok(skey, op.version)
+        ]
+
+    async def _tell(self, operation: str, keys: list[str], untrusted: list[str]) -> None:
         assert self.on_written is not None
         try:
-            await self.on_written(operation, keys, replayed)
+            await self.on_written(operation, keys, untrusted)
         except Exception as exc:  # pragma: no cover - the backplane keeps its own failures
             logger.warning("telling other nodes of replayed L2 writes failed: %r", exc)
 
