@@ -33,7 +33,7 @@ from dataferry._resolve import Resolved, Resolver
 from dataferry._scopes import Floor, Scopes, TagIndex
 from dataferry._telemetry import NO_OPERATION, CacheTelemetry
 
-__all__ = ["CLOSED_MEMORY", "DEFAULT", "MISS", "Core", "L1Meta", "Versions", "logger"]
+__all__ = ["CLOSED_MEMORY", "DEFAULT", "MISS", "NO_L1", "Core", "L1Meta", "Versions", "logger"]
 
 logger = logging.getLogger("dataferry")
 
@@ -41,6 +41,8 @@ logger = logging.getLogger("dataferry")
 DEFAULT: Any = type("_Default", (), {"__repr__": lambda self: "DEFAULT"})()
 #: Sentinel for a cache miss, distinct from a cached ``None``.
 MISS: Any = type("_Miss", (), {"__repr__": lambda self: "MISS"})()
+#: Sentinel: a write that left L1 alone (no L1, or ``skip_memory``).
+NO_L1: Any = type("_NoL1", (), {"__repr__": lambda self: "NO_L1"})()
 
 #: Most tags one entry may carry (each is checked against every tag invalidation on read).
 MAX_TAGS = 256

@@ -234,6 +234,34 @@ async def test_a_read_during_a_remove_never_puts_the_old_value_back(
         assert await cache.get("k") is None
 
 
+@pytest.mark.parametrize("operation", ["set", "set_many"])
+async def test_a_read_during_a_write_never_leaves_the_old_value_in_l1(
+    redis_url: str, operation: str
+) -> None:
+    # The write's L2 call is held. Meanwhile the one-entry L1 takes another key, and a read
+    # of the written key finds L1 empty and the old value in L2. Once the write is done, the
+    # node reads what it wrote.
+    gate = Gate(operation)
+    memory = df.MemoryCache(max_entries=1, policy="lru")
+    async with node(redis_url) as other:
+        await other.set("k", "old")
+    async with node(redis_url, memory=memory, distributed_layers=[gate]) as cache:
+        if operation == "set":
+            writing = AsyncReading(lambda: cache.set("k", "new"))
+        else:
+            writing = AsyncReading(lambda: cache.set_many({"k": "new"}))
+
+        async def in_flight() -> bool:
+            return gate.calls[operation] == 1
+
+        await async_until(in_flight)
+        await cache.set("other", 1, options=df.EntryOptions(skip_distributed=True))
+        assert await cache.get("k") == "old"  # L2 has not changed yet: a fair answer
+        gate.open()
+        await writing.result()
+        assert await cache.get("k") == "new"
+
+
 class HeldBackplane(df.RedisBackplane):
     """A RedisBackplane whose next publish, once ``armed``, waits until ``opened`` is set."""
 

@@ -460,6 +460,14 @@ class MemoryCache:
             value = copy.deepcopy(value)
         return value, meta, fresh
 
+    def _entry_of(self, key: str) -> object | None:
+        """The stored entry of ``key`` as an opaque token (None: absent); counts nothing.
+
+        The same object until ``key`` is written again or dropped: the cache's facade tells
+        by it whether the entry its write made is still the one held.
+        """
+        return self._data.get(key)
+
     def __contains__(self, key: object) -> bool:
         """Whether ``key`` holds a value that has not expired (not counted as a hit or miss)."""
         if not isinstance(key, str):

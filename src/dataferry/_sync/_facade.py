@@ -24,7 +24,7 @@ from dataferry._backends import Backplane, DistributedCache
 from dataferry._callables import Factory, LoadMany
 from dataferry._codec import Codec, Decoded
 from dataferry._config import from_env_kwargs, from_url_kwargs
-from dataferry._core import CLOSED_MEMORY, DEFAULT, MISS, Core
+from dataferry._core import CLOSED_MEMORY, DEFAULT, MISS, NO_L1, Core
 from dataferry._errors import ConfigurationError, DistributedCacheError, InvalidKeyError
 from dataferry._events import Stats
 from dataferry._freshness import L1Plan, plan_l1
@@ -1059,7 +1059,10 @@ class DataFerry:
         if opts.ttl <= 0:  # "do not cache": drop any old value so it isn't served
             if memory is not None:
                 memory.remove(skey)
-            return Staged(skey, None, 0.0, opts, version) if use_l2 else None
+            if not use_l2:
+                return None
+            # None: whatever L1 holds at the end (a read's refill) goes, as after a remove.
+            return Staged(skey, None, 0.0, opts, version, NO_L1 if memory is None else None)
         now = time.time()
         ttl = opts.logical_ttl()
         expiry = now + ttl
@@ -1092,7 +1095,8 @@ class DataFerry:
                 core.index_tags(skey, self._tenant, tags)
         if data is None:
             return None
-        return Staged(skey, data, opts.physical_ttl(ttl, bool(tags)), opts, version)
+        held = NO_L1 if memory is None else memory._entry_of(skey)
+        return Staged(skey, data, opts.physical_ttl(ttl, bool(tags)), opts, version, held)
 
     def _commit(self, staged: Staged | None) -> None:
         """Do the L2 write that :meth:`_stage` left (a set, or a delete for ``ttl=0``)."""
@@ -1110,7 +1114,7 @@ class DataFerry:
                 raise_errors=raise_errors,
                 background=background,
             )
-        self._check_landed(staged.skey, staged.version)
+        self._check_landed(staged.skey, staged.version, staged.held)
         if self._bp is not None:
             action = Action.REMOVE if staged.data is None else Action.SET
             self._bp.publish(action, (staged.skey,))
@@ -1177,6 +1181,7 @@ class DataFerry:
                     strict=strict,
                 )
         memory = core.memory
+        held: dict[str, object] = {}  # the L1 entry each write made (see _check_landed)
         if memory is not None and not opts.skip_memory:
             plan = plan_l1(opts, now, expiry, tags, None, now, core.cost)
             for skey, value in values.items():
@@ -1191,6 +1196,7 @@ class DataFerry:
                     size_hint=len(data) if data else None,
                     stale_ttl=plan.stale_ttl,
                 )
+                held[skey] = memory._entry_of(skey)
                 if tags:
                     core.index_tags(skey, self._tenant, tags)
         physical = opts.physical_ttl(ttl, bool(tags))
@@ -1202,7 +1208,7 @@ class DataFerry:
                 background=opts.background_distributed_writes,
             )
             for skey, _, _ in batch:
-                self._check_landed(skey, versions[skey])
+                self._check_landed(skey, versions[skey], held.get(skey, NO_L1))
             if self._bp is not None:
                 self._bp.publish(Action.SET, [s for s, _, _ in batch])
 
@@ -1264,16 +1270,22 @@ class DataFerry:
         if self._bp is not None and operation != "superseded":
             self._bp.written(operation, skeys)
 
-    def _check_landed(self, skey: str, version: int) -> None:
+    def _check_landed(self, skey: str, version: int, held: object) -> None:
         """After this node's write of ``skey`` (version ``version``) returned from L2.
 
         If the key was invalidated meanwhile (another node's write), a read here may have
         put that node's value in L1 while this write, which L2 now holds, was in flight:
-        drop it, the next read goes to L2.
+        drop it, the next read goes to L2. Likewise if the L1 entry the write made
+        (``held``) is no longer there (evicted, or not admitted): a read here then found L1
+        empty and may have read the old value from L2, to put it in L1 before or after now.
         """
         core = self._core
         if not core.versions.fill_ok(skey, version):
             core.invalidate(skey)
+        elif held is not NO_L1:
+            memory = core.memory
+            if memory is not None and (held is None or memory._entry_of(skey) is not held):
+                core.invalidate(skey)
 
     def _forget_l1(self, skeys: list[str], opts: Resolved) -> None:
         """After an L2 delete or expire: drop ``skeys`` from L1 again, refuse older fills.

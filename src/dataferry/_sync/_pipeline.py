@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from dataferry._sync._flight import run_alone
 from dataferry._callables import Factory
-from dataferry._core import MISS, NO_TELEMETRY
+from dataferry._core import MISS, NO_L1, NO_TELEMETRY
 from dataferry._errors import DistributedCacheError, FactoryTimeoutError
 from dataferry._freshness import L1Meta, refresh_due, refresh_point
 from dataferry._keys import lock_key
@@ -60,10 +60,16 @@ class Staged:
     the background).
     """
 
-    __slots__ = ("background", "data", "opts", "skey", "ttl", "version")
+    __slots__ = ("background", "data", "held", "opts", "skey", "ttl", "version")
 
     def __init__(
-        self, skey: str, data: bytes | None, ttl: float, opts: Resolved, version: int
+        self,
+        skey: str,
+        data: bytes | None,
+        ttl: float,
+        opts: Resolved,
+        version: int,
+        held: object = NO_L1,
     ) -> None:
         self.skey = skey
         self.data = data
@@ -71,6 +77,8 @@ class Staged:
         self.opts = opts
         #: The key's invalidation version when the write was staged.
         self.version = version
+        #: The L1 entry the write made (None: none; NO_L1: the write left L1 alone).
+        self.held = held
         #: Write in the background (the option, or the L2 read of this flight failed).
         self.background = opts.background_distributed_writes
 
