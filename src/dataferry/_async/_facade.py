@@ -1305,12 +1305,13 @@ class AsyncDataFerry:
         empty and may have read the old value from L2, to put it in L1 before or after now.
         """
         core = self._core
-        if not core.versions.fill_ok(skey, version):
+        memory = core.memory
+        if not core.versions.fill_ok(skey, version) or (
+            held is not NO_L1
+            and memory is not None
+            and (held is None or memory._entry_of(skey) is not held)
+        ):
             core.invalidate(skey)
-        elif held is not NO_L1:
-            memory = core.memory
-            if memory is not None and (held is None or memory._entry_of(skey) is not held):
-                core.invalidate(skey)
 
     def _forget_l1(self, skeys: list[str], opts: Resolved) -> None:
         """After an L2 delete or expire: drop ``skeys`` from L1 again, refuse older fills.
